@@ -1,0 +1,273 @@
+"""Typed configuration: one dataclass per stage, read from a params file grouped by stage (DVC style).
+
+`params.yaml` is the embedded default world; `params/*.yaml` are other profiles with the same schema. Every
+dataclass validates itself on construction so that a typo or an impossible value fails before any work starts,
+with the offending key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _check(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{where}: {message}")
+
+
+def build(cls, values: dict | None, where: str):
+    """Construct dataclass `cls` from `values`, rejecting unknown keys and coercing ints to floats where declared."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    _check(not unknown, where, f"unknown key(s) {unknown}; allowed: {sorted(names)}")
+    for key, value in list(values.items()):
+        hint = hints[key]
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif hint is float and isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-3" as a string
+                values[key] = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
+        elif hint in (int, float, bool, str) and not isinstance(values[key], hint):
+            raise ConfigError(f"{where}.{key}: expected {hint.__name__}, got {value!r}")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Deterministic splits of the shipped raw data into the corpora of the miniature world."""
+
+    doc_words: int = 100
+    """Broad and book documents are cut into chunks of about this many words (at sentence ends when possible)."""
+    test_docs: int = 64
+    """Held-out broad-domain documents (with speech) on which M and F are measured; never trained on."""
+    probe_docs: int = 128
+    """Broad-domain probe documents (Stage II estimates M per cluster on them); never trained on."""
+    speech_books: int = 8
+    """Number of books reserved for the narrow 'natural speech' side (their text is not in teacher pretraining)."""
+    speech_docs: int = 1000
+    """Book chunks drawn from the speech books to form D_speech."""
+    teacher_book_fraction: float = 0.2
+    """Share of book text (by characters) in the teacher's pretraining text; the rest is the broad web pool."""
+    mmsu_categories: tuple[str, ...] = (
+        "biology", "business", "chemistry", "economics", "engineering", "health",
+        "history", "law", "other", "philosophy", "physics", "psychology",
+    )
+    """MMLU-Pro categories kept for MMSU (VoiceBench's 12 MMSU domains)."""
+    mmsu_per_category: int = 60
+    """Questions drawn per category (fewer if the category has fewer eligible items)."""
+    mmsu_options: int = 4
+    """Options per MMSU item: the gold answer plus mmsu_options-1 seeded distractors, in seeded order."""
+
+    def __post_init__(self):
+        w = "prepare"
+        object.__setattr__(self, "mmsu_categories", tuple(self.mmsu_categories))
+        for k in ("doc_words", "test_docs", "probe_docs", "speech_books", "speech_docs", "mmsu_per_category"):
+            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _check(0.0 <= self.teacher_book_fraction < 1.0, f"{w}.teacher_book_fraction", "must be in [0, 1)")
+        _check(self.mmsu_options >= 2, f"{w}.mmsu_options", "must be at least 2")
+        _check(len(self.mmsu_categories) > 0, f"{w}.mmsu_categories", "must not be empty")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Byte-level BPE tokenizer and a tiny Qwen2-architecture teacher LM trained on the pretraining text."""
+
+    vocab_size: int = 8192
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 688
+    context: int = 512
+    """Training window and max_position_embeddings of the teacher (and so of the student)."""
+    batch_size: int = 16
+    tokens: int = 2_000_000
+    """Training budget in tokens (batch_size x context per step)."""
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    decay_fraction: float = 0.2
+    """Warmup-stable-decay: linear decay to zero over this final fraction of steps."""
+    max_documents: int | None = None
+    """Use only the first this-many pretraining documents (tokenizer and LM); None uses all. For tiny profiles."""
+
+    def __post_init__(self):
+        w = "teacher"
+        _check(self.max_documents is None or self.max_documents > 0, f"{w}.max_documents", "must be positive or null")
+        for k in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                  "context", "batch_size", "tokens"):
+            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _check(self.hidden_size % self.num_heads == 0, f"{w}.hidden_size", "must be divisible by num_heads")
+        _check(self.num_heads % self.num_kv_heads == 0, f"{w}.num_heads", "must be divisible by num_kv_heads")
+        _check(self.vocab_size >= 512, f"{w}.vocab_size", "must be at least 512 (256 bytes + merges + specials)")
+        _check(self.lr > 0, f"{w}.lr", "must be positive")
+        _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    """espeak-ng speech for the corpora that need audio (one fixed voice, as the paper uses one Kokoro voice)."""
+
+    voice: str = "en-us"
+    rate: int = 175
+    """Speaking rate in words per minute."""
+    sample_rate: int = 24000
+    eval_items: int = 100
+    """Benchmark items per task whose contexts are synthesized for speech-mode evaluation."""
+
+    def __post_init__(self):
+        _check(80 <= self.rate <= 450, "synthesize.rate", "espeak-ng accepts 80-450 words per minute")
+        _check(self.sample_rate == 24000, "synthesize.sample_rate", "the encoders expect 24000 Hz")
+        _check(self.eval_items > 0, "synthesize.eval_items", "must be positive")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Frozen speech encoder applied to the synthesized audio (features at 12.5 Hz)."""
+
+    encoder: str = "logmel"
+    """'logmel': weight-free log-mel frames stacked to 80 ms."""
+    n_mels: int = 80
+
+    def __post_init__(self):
+        _check(self.encoder in ("logmel",), "encode.encoder", f"unknown encoder {self.encoder!r}; known: ['logmel']")
+        _check(self.n_mels > 0, "encode.n_mels", "must be positive")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Stage I of the speech-adapted LM: loss alpha*KL + (1-alpha)*NLL on interleaved sequences (DESIGN 4-5)."""
+
+    adapter_layers: int = 2
+    adapter_width: int = 256
+    adapter_heads: int = 4
+    adapter_kv_heads: int = 2
+    adapter_mlp: int = 688
+    lr_adapter: float = 1e-3
+    lr_lm: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_steps: int = 30
+    decay_fraction: float = 0.2
+    batch_size: int = 8
+    max_len: int = 512
+    """Sequences (interleaved or text-only) are cut to this many positions."""
+    tokens: int = 1_000_000
+    """Budget in sequence positions (text tokens + speech frames), padding excluded."""
+    speech_probability: float = 0.6667
+    """Stage I mixing: a batch is interleaved speech with this probability, else text-only broad text."""
+    text_span_words: tuple[int, int] = (10, 30)
+    speech_span_words: tuple[int, int] = (5, 15)
+    kl_chunk: int = 1024
+    """Masked positions per chunk when computing logits and KL (bounds memory at large vocabularies)."""
+    log_every: int = 10
+
+    def __post_init__(self):
+        w = "train"
+        for k in ("text_span_words", "speech_span_words"):
+            v = tuple(getattr(self, k))
+            object.__setattr__(self, k, v)
+            _check(len(v) == 2 and 1 <= v[0] <= v[1], f"{w}.{k}", "must be [min, max] with 1 <= min <= max")
+        for k in ("adapter_layers", "adapter_width", "adapter_heads", "adapter_kv_heads", "adapter_mlp",
+                  "batch_size", "max_len", "tokens", "kl_chunk", "log_every"):
+            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _check(self.adapter_width % self.adapter_heads == 0, f"{w}.adapter_width", "must be divisible by heads")
+        _check(self.adapter_heads % self.adapter_kv_heads == 0, f"{w}.adapter_heads", "must be divisible by kv heads")
+        _check(0.0 <= self.speech_probability <= 1.0, f"{w}.speech_probability", "must be in [0, 1]")
+        _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """M and F on the held-out broad-domain documents (DESIGN 4)."""
+
+    layouts: int = 3
+    """Interleaving layouts (fixed seeds) averaged for M; the spread gives a paired standard error."""
+    batch_size: int = 8
+
+    def __post_init__(self):
+        _check(self.layouts > 0, "measure.layouts", "must be positive")
+        _check(self.batch_size > 0, "measure.batch_size", "must be positive")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Benchmarks in text and speech mode (DESIGN 7)."""
+
+    tasks: tuple[str, ...] = ("storycloze",)
+    items: int = 100
+    """Items per task (the first `items` of a seeded shuffle); speech mode uses those synthesized."""
+    shots: int = 0
+    """Few-shot demonstrations (capped by what fits in the context window)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        _check(len(self.tasks) > 0, "evaluate.tasks", "must name at least one task")
+        _check(self.items > 0, "evaluate.items", "must be positive")
+        _check(0 <= self.shots <= 5, "evaluate.shots", "must be in [0, 5]")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params file. `seed` and `alpha` are top level so that `dvc exp run -S alpha=0.5` works."""
+
+    seed: int = 0
+    alpha: float = 1.0
+    """Weight of the distillation term: L = alpha*L_DIST + (1-alpha)*L_NLL."""
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self):
+        _check(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
+
+
+SECTIONS = {
+    "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig, "encode": EncodeConfig,
+    "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig,
+}
+
+
+def params_from_dict(raw: dict[str, Any], where: str = "params") -> Params:
+    raw = dict(raw or {})
+    allowed = set(SECTIONS) | {"seed", "alpha"}
+    unknown = sorted(set(raw) - allowed)
+    _check(not unknown, where, f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
+    sections = {name: build(cls, raw.get(name), f"{where}:{name}") for name, cls in SECTIONS.items()}
+    top = build(_Top, {k: raw[k] for k in ("seed", "alpha") if k in raw}, where)
+    return Params(seed=top.seed, alpha=top.alpha, **sections)
+
+
+@dataclass(frozen=True)
+class _Top:
+    seed: int = 0
+    alpha: float = 1.0
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file {path} not found (run from the repository root, or pass --params)")
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    return params_from_dict(raw, where=str(path))
