@@ -129,13 +129,10 @@ class SynthesizeConfig:
     rate: int = 175
     """Speaking rate in words per minute."""
     sample_rate: int = 24000
-    eval_items: int = 100
-    """Benchmark items per task whose contexts are synthesized for speech-mode evaluation."""
 
     def __post_init__(self):
         _check(80 <= self.rate <= 450, "synthesize.rate", "espeak-ng accepts 80-450 words per minute")
         _check(self.sample_rate == 24000, "synthesize.sample_rate", "the encoders expect 24000 Hz")
-        _check(self.eval_items > 0, "synthesize.eval_items", "must be positive")
 
 
 @dataclass(frozen=True)
