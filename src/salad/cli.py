@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
            ("out", "data/features"))
     _stage("train", "Stage I training of the speech-adapted LM", sub, ("teacher", "data/models/teacher"),
            ("prepared", "data/prepared"), ("speech", "data/speech"), ("features", "data/features"),
-           ("out", "data/models/student"), ("live", "dvclive/train"), ("metrics", "metrics/train.json"))
+           ("out", "data/models/student"), ("live", "dvclive/train"), ("metrics", "metrics/train.json"),
+           ("checkpoints", "data/checkpoints/student"))
     _stage("measure", "misalignment M and forgetting F", sub, ("teacher", "data/models/teacher"),
            ("model", "data/models/student"), ("speech", "data/speech"), ("features", "data/features"),
            ("metrics", "metrics/measure.json"))
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "train":
         from salad.train import train
         result = train(params, args.teacher, args.prepared, args.speech, args.features, args.out, args.live,
-                       args.metrics)
+                       args.metrics, args.checkpoints)
     elif args.stage == "measure":
         from salad.measure import measure
         result = measure(params, args.teacher, args.model, args.speech, args.features, args.metrics)

@@ -174,9 +174,12 @@ class TrainConfig:
     kl_chunk: int = 1024
     """Masked positions per chunk when computing logits and KL (bounds memory at large vocabularies)."""
     log_every: int = 10
+    checkpoint_every: int = 100
+    """Optimizer steps between checkpoints (model, optimizer, schedule, data position, RNG); 0 disables them."""
 
     def __post_init__(self):
         w = "train"
+        _check(self.checkpoint_every >= 0, f"{w}.checkpoint_every", "must be 0 (off) or positive")
         for k in ("text_span_words", "speech_span_words"):
             v = tuple(getattr(self, k))
             object.__setattr__(self, k, v)

@@ -12,8 +12,8 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def live_logger(directory: str | Path) -> Iterator["dvclive.Live"]:  # noqa: F821
+def live_logger(directory: str | Path, resume: bool = False) -> Iterator["dvclive.Live"]:  # noqa: F821
     from dvclive import Live
 
-    with Live(str(directory), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    with Live(str(directory), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume) as live:
         yield live

@@ -7,6 +7,7 @@ at paper scale, so nothing downstream knows whether the teacher is 5 M or 3 B pa
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -124,8 +125,8 @@ def train_teacher(params: Params, prepared: Path, out: Path, live_dir: Path, met
         "test_perplexity": round(perplexity(model, tokenizer, test, cfg.context), 2),
         "test_unigram_perplexity": round(unigram_perplexity(stream, tokenizer, test, vocab), 2),
         "vocab_size": vocab,
-        "seconds": round(time.time() - t0, 1),
     }
+    print(f"teacher trained in {time.time() - t0:.1f} s", file=sys.stderr)
     with atomic_dir(out) as tmp:
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)

@@ -9,6 +9,10 @@ the data order is a pure function of (seed, step).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from salad.atomic import atomic_dir, read_jsonl, write_json
+from salad.atomic import atomic_dir, read_jsonl, save_torch, write_json
 from salad.batch import Batch, collate
 from salad.config import Params, TrainConfig
 from salad.corpus import load_aligned, tokenize
@@ -121,8 +125,24 @@ class TextDocs:
         return self.cache[i]
 
 
+def run_fingerprint(params: Params, inputs: list[Path]) -> str:
+    """What a checkpoint must match to be resumed: the training params and the bytes of the training inputs."""
+    h = hashlib.sha256(json.dumps([params.seed, params.alpha, dataclasses.asdict(params.train)], sort_keys=True,
+                                  default=list).encode())
+    for path in inputs:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+_stop_after: int | None = None
+"""Test hook: raise after this many optimizer steps, as a killed run would stop (after its checkpoints)."""
+
+
 def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, features: Path,
-          out: Path, live_dir: Path, metrics_path: Path) -> dict:
+          out: Path, live_dir: Path, metrics_path: Path, checkpoints: Path) -> dict:
+    """Train Stage I; resume exactly from `checkpoints/last.pt` when it matches these params and inputs."""
     cfg = params.train
     torch.manual_seed(params.seed)
     t0 = time.time()
@@ -152,36 +172,67 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: wsd_factor(min(s, steps - 1), steps, cfg.warmup_steps, cfg.decay_fraction))
 
+    fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / "speech" / "index.jsonl",
+                                           features / "speech" / "features.npy", prepared / "web.jsonl"])
+    start, positions, losses = 0, 0, []
+    ckpt_path = checkpoints / "last.pt"
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            torch.set_rng_state(state["torch_rng"])
+            start, positions, losses = state["next_step"], state["positions"], state["losses"]
+            print(f"resuming from {ckpt_path} at step {start} of {steps}", file=sys.stderr)
+        else:
+            print(f"ignoring {ckpt_path}: it belongs to other params or inputs", file=sys.stderr)
+
     model.train()
-    positions = 0
-    with live_logger(live_dir) as live:
-        for step, planned in enumerate(tqdm(plan, desc=f"train α={params.alpha}", unit="step", mininterval=5)):
-            batch = batch_for(planned, speech_docs, text_docs, feature_dim)
+    with live_logger(live_dir, resume=start > 0) as live:
+        for step in tqdm(range(start, steps), desc=f"train α={params.alpha}", unit="step", mininterval=5,
+                         initial=start, total=steps):
+            batch = batch_for(plan[step], speech_docs, text_docs, feature_dim)
             sums = loss_sums(model, teacher, batch, cfg.kl_chunk)
             loss = objective(sums, params.alpha, sums.count)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            lrs = schedule.get_last_lr()
             optimizer.step()
             schedule.step()
             positions += batch.positions
+            losses.append(loss.item())
             if step % cfg.log_every == 0 or step == steps - 1:
+                live.step = step
                 live.log_metric("train/loss", loss.item())
                 live.log_metric("train/kl", sums.kl.item() / sums.count)
                 live.log_metric("train/nll", sums.nll.item() / sums.count)
-                live.log_metric("train/lr_adapter", schedule.get_last_lr()[0])
-                live.log_metric("train/lr_lm", schedule.get_last_lr()[2])
+                live.log_metric("train/lr_adapter", lrs[0])
+                live.log_metric("train/lr_lm", lrs[2])
                 live.log_metric("train/positions", positions)
-                live.next_step()
+                live.log_metric("train/speech_batch", int(plan[step].kind == "speech"))
+                live.make_summary()
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                save_torch(ckpt_path, {
+                    "fingerprint": fingerprint, "next_step": step + 1, "positions": positions, "losses": losses,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                })
+            if _stop_after is not None and step + 1 == _stop_after:
+                raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
 
+    tail = losses[-max(1, steps // 10):]
     metrics = {
         "alpha": params.alpha, "steps": steps, "positions": positions,
         "speech_batches": sum(p.kind == "speech" for p in plan),
         "adapter_parameters": sum(p.numel() for p in model.adapter.parameters()),
-        "final_loss": round(loss.item(), 4), "seconds": round(time.time() - t0, 1),
+        "final_loss": float(np.mean(tail)),
     }
+    print(f"trained in {time.time() - t0:.1f} s", file=sys.stderr)
     with atomic_dir(out) as tmp:
         model.save(tmp)
         tokenizer.save_pretrained(tmp / "lm")
     write_json(metrics_path, metrics)
+    ckpt_path.unlink(missing_ok=True)  # the finished model supersedes it
     return metrics
