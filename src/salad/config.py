@@ -25,6 +25,11 @@ def _check(condition: bool, where: str, message: str) -> None:
         raise ConfigError(f"{where}: {message}")
 
 
+def _positive(config, section: str, *names: str) -> None:
+    for name in names:
+        _check(getattr(config, name) > 0, f"{section}.{name}", "must be positive")
+
+
 def build(cls, values: dict | None, where: str):
     """Construct dataclass `cls` from `values`, rejecting unknown keys and coercing ints to floats where declared."""
     values = dict(values or {})
@@ -78,8 +83,7 @@ class PrepareConfig:
     def __post_init__(self):
         w = "prepare"
         object.__setattr__(self, "mmsu_categories", tuple(self.mmsu_categories))
-        for k in ("doc_words", "test_docs", "probe_docs", "speech_books", "speech_docs", "mmsu_per_category"):
-            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _positive(self, w, "doc_words", "test_docs", "probe_docs", "speech_books", "speech_docs", "mmsu_per_category")
         _check(0.0 <= self.teacher_book_fraction < 1.0, f"{w}.teacher_book_fraction", "must be in [0, 1)")
         _check(self.mmsu_options >= 2, f"{w}.mmsu_options", "must be at least 2")
         _check(len(self.mmsu_categories) > 0, f"{w}.mmsu_categories", "must not be empty")
@@ -111,9 +115,8 @@ class TeacherConfig:
     def __post_init__(self):
         w = "teacher"
         _check(self.max_documents is None or self.max_documents > 0, f"{w}.max_documents", "must be positive or null")
-        for k in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
-                  "context", "batch_size", "tokens"):
-            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _positive(self, w, "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+                  "context", "batch_size", "tokens")
         _check(self.hidden_size % self.num_heads == 0, f"{w}.hidden_size", "must be divisible by num_heads")
         _check(self.num_heads % self.num_kv_heads == 0, f"{w}.num_heads", "must be divisible by num_kv_heads")
         _check(self.vocab_size >= 512, f"{w}.vocab_size", "must be at least 512 (256 bytes + merges + specials)")
@@ -184,9 +187,8 @@ class TrainConfig:
             v = tuple(getattr(self, k))
             object.__setattr__(self, k, v)
             _check(len(v) == 2 and 1 <= v[0] <= v[1], f"{w}.{k}", "must be [min, max] with 1 <= min <= max")
-        for k in ("adapter_layers", "adapter_width", "adapter_heads", "adapter_kv_heads", "adapter_mlp",
-                  "batch_size", "max_len", "tokens", "kl_chunk", "log_every"):
-            _check(getattr(self, k) > 0, f"{w}.{k}", "must be positive")
+        _positive(self, w, "adapter_layers", "adapter_width", "adapter_heads", "adapter_kv_heads", "adapter_mlp",
+                  "batch_size", "max_len", "tokens", "kl_chunk", "log_every")
         _check(self.adapter_width % self.adapter_heads == 0, f"{w}.adapter_width", "must be divisible by heads")
         _check(self.adapter_heads % self.adapter_kv_heads == 0, f"{w}.adapter_heads", "must be divisible by kv heads")
         _check(0.0 <= self.speech_probability <= 1.0, f"{w}.speech_probability", "must be in [0, 1]")

@@ -49,13 +49,13 @@ duplicate ids within a file are an error.
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from salad.atomic import read_jsonl
 
 FORMATS = ("continuation", "mc_letter", "mc_option")
 """All prompt formats; a task has the subset that Table 6 gives it."""
@@ -252,17 +252,10 @@ def read_records(path: Path) -> list[dict]:
     if not path.exists():
         hint = " (it is written by `salad prepare`)" if "prepared" in path.parts else ""
         raise FileNotFoundError(f"benchmark file {path} does not exist{hint}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TaskDataError(f"{path}:{lineno}: not valid JSON ({e})") from None
-    return records
+    try:
+        return read_jsonl(path)
+    except ValueError as e:
+        raise TaskDataError(str(e)) from None
 
 
 def load_items(task: str, format: str, root: Path, n: int | None, seed: int) -> list[Item]:
