@@ -87,18 +87,31 @@ def curve(stage, name):
     path = root / "dvclive" / stage / "plots" / "metrics" / "train" / f"{name}.tsv"
     return pd.read_csv(path, sep="\t")
 
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
 t = curve("teacher", "loss")
 axes[0].plot(curve("teacher", "tokens")["tokens"] / 1e6, t["loss"])
 axes[0].set(title="teacher: next-token loss", xlabel="training tokens (M)", ylabel="nats per token")
-pos = curve("train", "positions")["positions"] / 1e6
-for name, label in (("loss", f"L (α={params.alpha})"), ("kl", "L_DIST"), ("nll", "L_NLL")):
-    axes[1].plot(pos, curve("train", name)[name], label=label)
-axes[1].set(title="student: training losses", xlabel="sequence positions (M)", ylabel="nats per position", yscale="log")
-axes[1].legend()
-bars = measures.iloc[[0, 1, 3, 4]]
-axes[2].bar(range(len(bars)), bars["value"], yerr=bars["standard error"], color=["C0", "C7", "C0", "C0"])
-axes[2].set_xticks(range(len(bars)), ["M", "M shuffled", "M 1st", "M first 3"], rotation=15)
-axes[2].set(title=f"misalignment (F = {m['F']:.3g})", ylabel="KL, nats per token")
+
+student = curve("train", "positions")
+for name in ("kl", "nll", "speech_batch"):
+    student = student.merge(curve("train", name), on="step")
+for is_speech, label, style in ((1, "interleaved speech batches", "-"), (0, "text-only batches", ":")):
+    rows = student[student["speech_batch"] == is_speech]
+    axes[1].plot(rows["positions"] / 1e6, rows["kl"], style, color="C1", label=f"L_DIST, {label}")
+    axes[1].plot(rows["positions"] / 1e6, rows["nll"], style, color="C2", label=f"L_NLL, {label}")
+axes[1].set(title=f"student (α = {params.alpha}): training losses", xlabel="sequence positions (M)",
+            ylabel="nats per masked position", yscale="log")
+axes[1].legend(fontsize=7)
+
+groups = [("all\npositions", "M", "M_shuffled"), ("1st token\nafter speech", "M_first1", "M_shuffled_first1"),
+          ("first 3 tokens\nafter speech", "M_first3", "M_shuffled_first3")]
+x = range(len(groups))
+axes[2].bar([i - 0.2 for i in x], [m[a] for _, a, _ in groups], width=0.4, yerr=[m[a + "_se"] for _, a, _ in groups],
+            label="real speech", color="C0")
+axes[2].bar([i + 0.2 for i in x], [m[b] for _, _, b in groups], width=0.4, yerr=[m[b + "_se"] for _, _, b in groups],
+            label="shuffled speech (another document's frames)", color="C7")
+axes[2].set_xticks(list(x), [g for g, _, _ in groups])
+axes[2].set(title=f"misalignment M (F = {m['F']:.3g})", ylabel="KL, nats per token")
+axes[2].legend(fontsize=7, loc="upper left")
 fig.tight_layout()
 save_figure(fig, "training_and_misalignment", reports)
