@@ -43,3 +43,7 @@ def test_wrong_type_is_named():
 def test_invalid_span_range():
     with pytest.raises(ConfigError, match="speech_span_words"):
         params_from_dict({"train": {"speech_span_words": [15, 5]}})
+
+
+def test_dataclass_defaults_are_the_default_world():
+    assert load_params(REPO / "params.yaml") == Params()

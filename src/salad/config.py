@@ -66,7 +66,7 @@ class PrepareConfig:
     """Broad-domain probe documents (Stage II estimates M per cluster on them); never trained on."""
     speech_books: int = 8
     """Number of books reserved for the narrow 'natural speech' side (their text is not in teacher pretraining)."""
-    speech_docs: int = 1000
+    speech_docs: int = 600
     """Book chunks drawn from the speech books to form D_speech."""
     teacher_book_fraction: float = 0.2
     """Share of book text (by characters) in the teacher's pretraining text; the rest is the broad web pool."""
@@ -101,8 +101,8 @@ class TeacherConfig:
     intermediate_size: int = 688
     context: int = 512
     """Training window and max_position_embeddings of the teacher (and so of the student)."""
-    batch_size: int = 16
-    tokens: int = 2_000_000
+    batch_size: int = 8
+    tokens: int = 1_200_000
     """Training budget in tokens (batch_size x context per step)."""
     lr: float = 2e-3
     warmup_steps: int = 50
@@ -168,7 +168,7 @@ class TrainConfig:
     batch_size: int = 8
     max_len: int = 512
     """Sequences (interleaved or text-only) are cut to this many positions."""
-    tokens: int = 1_000_000
+    tokens: int = 600_000
     """Budget in sequence positions (text tokens + speech frames), padding excluded."""
     speech_probability: float = 0.6667
     """Stage I mixing: a batch is interleaved speech with this probability, else text-only broad text."""
@@ -212,10 +212,10 @@ class MeasureConfig:
 class EvaluateConfig:
     """Benchmarks in text and speech mode (DESIGN 7)."""
 
-    tasks: tuple[str, ...] = ("storycloze",)
-    items: int = 100
+    tasks: tuple[str, ...] = ("storycloze", "obqa")
+    items: int = 200
     """Items per task (the first `items` of a seeded shuffle); speech mode uses those synthesized."""
-    shots: int = 0
+    shots: int = 1
     """Few-shot demonstrations (capped by what fits in the context window)."""
 
     def __post_init__(self):
@@ -227,7 +227,7 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class Params:
-    """The whole params file. `seed` and `alpha` are top level so that `dvc exp run -S alpha=0.5` works."""
+    """The whole params file (defaults are the embedded default world of params.yaml). `seed` and `alpha` are top level so that `dvc exp run -S alpha=0.5` works."""
 
     seed: int = 0
     alpha: float = 1.0
