@@ -48,6 +48,33 @@ def load_features(features_dir: str | Path) -> tuple[list[dict], np.ndarray]:
     return read_jsonl(features_dir / "index.jsonl"), np.load(features_dir / "features.npy", mmap_mode="r")
 
 
+class FeatureReader:
+    """Encoder features of a corpus by document id: `reader[id]` is a float16 [n_frames, dim] view (memory-mapped).
+
+    The stable way to read features; the on-disk layout behind it may change.
+    """
+
+    def __init__(self, features_dir: str | Path):
+        self.dir = Path(features_dir)
+        index, self._array = load_features(self.dir)
+        self._where = {r["id"]: (r["offset"], r["n_frames"]) for r in index}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._where
+
+    def ids(self) -> list[str]:
+        return list(self._where)
+
+    def __getitem__(self, doc_id: str) -> np.ndarray:
+        if doc_id not in self._where:
+            raise KeyError(f"{self.dir}: no features for document {doc_id!r}")
+        offset, n = self._where[doc_id]
+        return self._array[offset:offset + n]
+
+
 def load_aligned(speech_dir: str | Path, features_dir: str | Path, tokenizer) -> list[AlignedDoc]:
     """Documents with tokens mapped to words, words to times, and their encoder features (as float32)."""
     speech = load_speech_index(speech_dir)

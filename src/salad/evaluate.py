@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 
 from salad.atomic import write_json, write_jsonl
 from salad.config import Params
-from salad.corpus import doc_start_id, load_features
+from salad.corpus import FeatureReader, doc_start_id
 from salad.model import SpeechAdaptedLM
 from salad.scoring import ContextTooLong, accuracy_metrics, score_continuations, text_requests
 from salad.tasks import Item, fewshot_prefix, get_task, load_items
@@ -76,8 +76,7 @@ def evaluate(params: Params, teacher_dir: Path, model_dir: Path, root: Path, fea
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_teacher(teacher_dir)
     student = SpeechAdaptedLM.load(model_dir).eval()
-    feat_index, feats = load_features(features / "eval")
-    feat_by_id = {r["id"]: feats[r["offset"]:r["offset"] + r["n_frames"]] for r in feat_index}
+    feat_by_id = FeatureReader(features / "eval")
 
     runs = [("teacher", "text"), ("student", "text"), ("student", "speech")]
     records: dict[str, list[dict]] = defaultdict(list)
