@@ -5,43 +5,13 @@ import re
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
 
+from conftest import TEXT, make_doc
 from salad.batch import collate
-from salad.corpus import DOC_START, tokenize
+from salad.corpus import tokenize
 from salad.interleave import (
     FRAME_RATE, AlignedDoc, draw_layout, frame_range, interleave, map_tokens_to_words, text_only, word_start_cuts,
 )
-
-TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwhile the old farmer's wife "
-        "counts 2,500 eggs and sells them at the market for three dollars each! ") * 4
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[DOC_START],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([TEXT] * 3, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=DOC_START, eos_token=DOC_START)
-
-
-def make_doc(tokenizer, text=TEXT, seed=0, frames_dim=3):
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-    rng = np.random.default_rng(seed)
-    t, times = 0.1, []
-    for _ in words:
-        d = rng.uniform(0.1, 0.6)
-        times.append((t, t + d))
-        t += d + rng.uniform(0.0, 0.2)
-    n_frames = math.ceil(t * FRAME_RATE)
-    features = np.arange(n_frames * frames_dim, dtype=np.float32).reshape(n_frames, frames_dim)
-    ids, offsets = tokenize(tokenizer, text)
-    token_word = np.concatenate([[-1], map_tokens_to_words(offsets, text, words)])
-    return AlignedDoc("doc", ids, token_word, np.array(times), features), words
 
 
 def test_token_word_map_uses_first_nonspace_character(tokenizer):

@@ -3,26 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from salad.batch import collate
 from salad.interleave import draw_layout, interleave, text_only
 from salad.losses import objective
 from salad.model import AdapterConfig, SpeechAdaptedLM
 from salad.train import load_teacher, loss_sums
-from test_interleave import make_doc, tokenizer  # noqa: F401  (fixture)
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tokenizer):
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True)
-    path = tmp_path_factory.mktemp("teacher")
-    Qwen2ForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+from conftest import make_doc
 
 
 def adapter_config():

@@ -126,16 +126,33 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class SynthesizeConfig:
-    """espeak-ng speech for the corpora that need audio (one fixed voice, as the paper uses one Kokoro voice)."""
+    """espeak-ng speech for the corpora that need audio: one fixed voice for the broad-domain and benchmark side (as
+    the paper uses Kokoro af_heart for both), several voices and rates for the narrow 'natural speech' side."""
 
     voice: str = "en-us"
+    """The fixed voice of the test documents and the benchmark contexts."""
     rate: int = 175
-    """Speaking rate in words per minute."""
+    """Speaking rate of the fixed voice in words per minute."""
+    speech_voices: tuple[str, ...] = ("en-us", "en-gb-x-rp", "en-gb-scotland", "en-029")
+    """Voices of D_speech, the narrow natural side: each document draws one with the seed."""
+    speech_rates: tuple[int, ...] = (150, 175, 200)
+    """Speaking rates (words per minute) of D_speech: each document draws one with the seed."""
     sample_rate: int = 24000
+    workers: int = 2
+    """Processes that synthesize shards in parallel (torchrun ranks multiply this across machines)."""
+    shard_docs: int = 256
+    """Documents per shard: the unit of parallel work and of resumption after a kill."""
 
     def __post_init__(self):
-        _check(80 <= self.rate <= 450, "synthesize.rate", "espeak-ng accepts 80-450 words per minute")
-        _check(self.sample_rate == 24000, "synthesize.sample_rate", "the encoders expect 24000 Hz")
+        w = "synthesize"
+        for k in ("speech_voices", "speech_rates"):
+            object.__setattr__(self, k, tuple(getattr(self, k)))
+            _check(len(getattr(self, k)) > 0, f"{w}.{k}", "must not be empty")
+        for r in (self.rate, *self.speech_rates):
+            _check(isinstance(r, int) and 80 <= r <= 450, f"{w}.rate",
+                   f"espeak-ng accepts 80-450 words per minute, got {r!r}")
+        _check(self.sample_rate == 24000, f"{w}.sample_rate", "the encoders expect 24000 Hz")
+        _positive(self, w, "workers", "shard_docs")
 
 
 @dataclass(frozen=True)
@@ -145,10 +162,14 @@ class EncodeConfig:
     encoder: str = "logmel"
     """'logmel': weight-free log-mel frames stacked to 80 ms."""
     n_mels: int = 80
+    workers: int = 2
+    """Processes that encode shards in parallel (torchrun ranks multiply this across machines)."""
+    shard_docs: int = 256
+    """Documents per shard: the unit of parallel work and of resumption after a kill."""
 
     def __post_init__(self):
         _check(self.encoder in ("logmel",), "encode.encoder", f"unknown encoder {self.encoder!r}; known: ['logmel']")
-        _check(self.n_mels > 0, "encode.n_mels", "must be positive")
+        _positive(self, "encode", "n_mels", "workers", "shard_docs")
 
 
 @dataclass(frozen=True)

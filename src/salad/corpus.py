@@ -2,10 +2,10 @@
 
 On-disk layout (written by `synthesize` and `encode`, read here):
 
-    data/speech/<corpus>/index.jsonl    {id, text, offset, num_samples, sample_rate, words: [[word, c0, c1, t0, t1]]}
-    data/speech/<corpus>/audio.npy      int16 [total samples], all documents concatenated (memory-mapped)
-    data/features/<corpus>/index.jsonl  {id, offset, n_frames}
-    data/features/<corpus>/features.npy float16 [total frames, dim] (memory-mapped)
+    data/speech/<corpus>/      a salad.store: index.jsonl {id, text, voice, rate, sample_rate, num_samples,
+                               words: [[word, c0, c1, t0, t1]], shard, offset, length}; shards of int16 samples
+    data/features/<corpus>/    a salad.store: index.jsonl {id, n_frames, shard, offset, length}; shards of
+                               float16 [frames, dim], read memory-mapped
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.atomic import read_jsonl
 from salad.interleave import AlignedDoc, map_tokens_to_words
+from salad.store import ShardedStore
 
 DOC_START = "<|endoftext|>"
 """Document-start token prepended to every text sequence w (Qwen2.5 uses the same string as document separator)."""
@@ -36,55 +36,47 @@ def tokenize(tokenizer, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
 
 
 def load_speech_index(speech_dir: str | Path) -> list[dict]:
-    return read_jsonl(Path(speech_dir) / "index.jsonl")
+    return ShardedStore(speech_dir).records
 
 
-def load_audio(speech_dir: str | Path) -> np.ndarray:
-    return np.load(Path(speech_dir) / "audio.npy", mmap_mode="r")
-
-
-def load_features(features_dir: str | Path) -> tuple[list[dict], np.ndarray]:
-    features_dir = Path(features_dir)
-    return read_jsonl(features_dir / "index.jsonl"), np.load(features_dir / "features.npy", mmap_mode="r")
+def speech_store(speech_dir: str | Path) -> ShardedStore:
+    """Synthesized or natural speech by document id: `.record(id)` (text, words, ...), `.array(id)` int16 samples."""
+    return ShardedStore(speech_dir)
 
 
 class FeatureReader:
     """Encoder features of a corpus by document id: `reader[id]` is a float16 [n_frames, dim] view (memory-mapped).
 
-    The stable way to read features; the on-disk layout behind it may change.
+    The stable way to read features; the on-disk layout behind it is salad.store's.
     """
 
     def __init__(self, features_dir: str | Path):
         self.dir = Path(features_dir)
-        index, self._array = load_features(self.dir)
-        self._where = {r["id"]: (r["offset"], r["n_frames"]) for r in index}
+        self._store = ShardedStore(self.dir)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._store)
 
     def __contains__(self, doc_id: str) -> bool:
-        return doc_id in self._where
+        return doc_id in self._store
 
     def ids(self) -> list[str]:
-        return list(self._where)
+        return self._store.ids()
 
     def __getitem__(self, doc_id: str) -> np.ndarray:
-        if doc_id not in self._where:
+        if doc_id not in self._store:
             raise KeyError(f"{self.dir}: no features for document {doc_id!r}")
-        offset, n = self._where[doc_id]
-        return self._array[offset:offset + n]
+        return self._store.array(doc_id)
 
 
 def load_aligned(speech_dir: str | Path, features_dir: str | Path, tokenizer) -> list[AlignedDoc]:
     """Documents with tokens mapped to words, words to times, and their encoder features (as float32)."""
     speech = load_speech_index(speech_dir)
-    feat_index, feats = load_features(features_dir)
-    by_id = {r["id"]: r for r in feat_index}
+    features = FeatureReader(features_dir)
     docs = []
     for rec in speech:
-        if rec["id"] not in by_id:
+        if rec["id"] not in features:
             raise ValueError(f"{features_dir}: no features for document {rec['id']!r}; rerun `salad encode`")
-        f = by_id[rec["id"]]
         ids, offsets = tokenize(tokenizer, rec["text"])
         words = rec["words"]
         token_word = map_tokens_to_words(offsets, rec["text"], [(w[1], w[2]) for w in words])
@@ -93,6 +85,6 @@ def load_aligned(speech_dir: str | Path, features_dir: str | Path, tokenizer) ->
             token_ids=ids,
             token_word=np.concatenate([[-1], token_word]),
             word_times=np.array([[w[3], w[4]] for w in words], dtype=np.float64),
-            features=np.asarray(feats[f["offset"]:f["offset"] + f["n_frames"]], dtype=np.float32),
+            features=np.asarray(features[rec["id"]], dtype=np.float32),
         ))
     return docs

@@ -1,20 +1,29 @@
 """The `encode` stage: frozen speech-encoder features at 12.5 Hz for every synthesized corpus, cached on disk.
 
-Features are stored as float16 (halving disk and page-cache use; the encoder's output range makes the rounding
-error far below the features' own variation) in one memory-mappable array per corpus, with an index of frame offsets.
+Each corpus is a sharded store (salad.store) beside its speech store: `data/features/<corpus>/index.jsonl` holds
+{id, n_frames, shard, offset, length}, the shards hold float16 [frames, dim] (halving disk and page-cache use; the
+encoder's output range makes the rounding error far below the features' own variation). Shards are encoded by
+`encode.workers` processes (and torchrun ranks) and a killed run resumes at the first unfinished shard. Audio the
+encoder rejects (e.g. a sample rate it does not take) is an error naming the document: it means a wrong setup, not
+a bad document, so nothing is skipped silently.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from salad.atomic import save_npy, write_json, write_jsonl
+import salad.encode
+import salad.encoder
+import salad.store
+from salad.atomic import write_json
 from salad.config import EncodeConfig
-from salad.corpus import load_audio, load_speech_index
 from salad.encoder import LogMelEncoder
+from salad.store import ShardedStore, build_store, code_digest, distributed_rank, fingerprint
+
+__all__ = ["make_encoder", "EncodingJob", "encode_corpus", "encode"]
 
 
 def make_encoder(cfg: EncodeConfig):
@@ -23,26 +32,57 @@ def make_encoder(cfg: EncodeConfig):
     raise ValueError(f"unknown encoder {cfg.encoder!r}")
 
 
-def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str) -> dict:
-    index = load_speech_index(speech_dir)
-    audio = load_audio(speech_dir)
-    feats, out_index, offset = [], [], 0
-    for rec in tqdm(index, desc=f"encode {desc}", unit="doc", mininterval=5):
-        pcm = np.asarray(audio[rec["offset"]:rec["offset"] + rec["num_samples"]], dtype=np.float32) / 32768.0
+class EncodingJob:
+    """A speech store to features: a picklable `ShardJob` (the speech store is reopened in each worker)."""
+
+    def __init__(self, encoder, speech_dir: Path):
+        self.encoder, self.speech_dir = encoder, Path(speech_dir)
+        self._speech = ShardedStore(self.speech_dir)
+        self._ids = self._speech.ids()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def doc_id(self, i: int) -> str:
+        return self._ids[i]
+
+    def run(self, i: int) -> tuple[dict, np.ndarray]:
+        rec = self._speech.record(self._ids[i])
+        pcm = np.asarray(self._speech.array(rec["id"]), dtype=np.float32) / 32768.0
         try:
-            f = encoder(pcm, rec["sample_rate"])
-        except ValueError as e:
-            raise ValueError(f"{desc}: document {rec['id']!r}: {e}") from e
-        feats.append(f.astype(np.float16))
-        out_index.append({"id": rec["id"], "offset": offset, "n_frames": len(f)})
-        offset += len(f)
-    save_npy(out / "features.npy", np.concatenate(feats) if feats else np.zeros((0, encoder.dim), np.float16))
-    write_jsonl(out / "index.jsonl", out_index)
-    return {"documents": len(out_index), "frames": offset, "dim": encoder.dim}
+            feats = self.encoder(pcm, rec["sample_rate"])
+        except ValueError as e:  # a setup error, not a bad document: stop, naming the document
+            raise RuntimeError(f"{self.speech_dir}: document {rec['id']!r}: {e}") from e
+        return {"id": rec["id"], "n_frames": len(feats)}, feats.astype(np.float16)
+
+    def __getstate__(self):
+        return {"encoder": self.encoder, "speech_dir": self.speech_dir}
+
+    def __setstate__(self, state):
+        self.__init__(state["encoder"], state["speech_dir"])
+
+
+def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str, *, workers: int = 1, shard_docs: int = 256,
+                  rank: int | None = None, world_size: int | None = None) -> dict | None:
+    """Encode the speech store `speech_dir` into the feature store `out`; returns its stats (None on a rank that is
+    not the last to finish)."""
+    if rank is None:
+        rank, world_size = distributed_rank()
+    job = EncodingJob(encoder, speech_dir)
+    job_fp = fingerprint(repr(encoder), job._speech.digest(), code_digest(salad.encoder, salad.encode, salad.store))
+    stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
+                        world_size=world_size, desc=f"encode {desc}")
+    if stats is not None:
+        stats.update(frames=stats.pop("rows"), dim=encoder.dim)
+    return stats
 
 
 def encode(cfg: EncodeConfig, speech: Path, out: Path) -> dict:
     encoder = make_encoder(cfg)
-    stats = {name: encode_corpus(encoder, speech / name, out / name, name) for name in ("speech", "test", "eval")}
+    stats = {name: encode_corpus(encoder, speech / name, out / name, name, workers=cfg.workers,
+                                 shard_docs=cfg.shard_docs)
+             for name in ("speech", "test", "eval")}
+    if any(s is None for s in stats.values()):
+        return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
     write_json(out / "stats.json", stats)
     return stats

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
@@ -24,7 +25,7 @@ from salad.batch import collate
 from salad.config import Params
 from salad.corpus import load_aligned
 from salad.interleave import AlignedDoc, Interleaved, draw_layout, interleave, text_only
-from salad.losses import kl_per_row
+from salad.losses import kl_per_row, kl_rows
 from salad.model import SpeechAdaptedLM
 from salad.train import load_teacher
 
@@ -62,16 +63,21 @@ def misalignment_rows(model: SpeechAdaptedLM, docs: list[AlignedDoc], seqs: list
 
 @torch.no_grad()
 def forgetting_rows(model: SpeechAdaptedLM, teacher, docs: list[AlignedDoc], max_len: int, chunk: int):
-    """KL(Q(·|w) ‖ P(·|w)) at every text position, plus both models' NLL of the next token."""
+    """KL(Q(·|w) ‖ P(·|w)) at every text position, plus both models' NLL of the next token (one logits pass)."""
     seqs = [text_only(d, max_len) for d in docs]
     batch = collate(seqs, [d.token_ids for d in docs], [None] * len(docs), 1)
     rows, pos = batch.masked_rows, batch.masked_pos
     p = model.lm.model(input_ids=batch.text_ids, attention_mask=batch.text_mask).last_hidden_state[rows, pos]
     q = teacher.model(input_ids=batch.text_ids, attention_mask=batch.text_mask).last_hidden_state[rows, pos]
-    kl = kl_per_row(p, q, model.lm.lm_head, teacher.lm_head, chunk)
-    nll_p = torch.nn.functional.cross_entropy(model.lm.lm_head(p).float(), batch.target_ids, reduction="none")
-    nll_q = torch.nn.functional.cross_entropy(teacher.lm_head(q).float(), batch.target_ids, reduction="none")
-    return kl, nll_p, nll_q
+    kl, nll_p, nll_q = [], [], []
+    for lo in range(0, p.shape[0], chunk):  # logits of `chunk` rows at a time, each computed once
+        p_logits = model.lm.lm_head(p[lo:lo + chunk]).float()
+        q_logits = teacher.lm_head(q[lo:lo + chunk]).float()
+        targets = batch.target_ids[lo:lo + chunk]
+        kl.append(kl_rows(q_logits, p_logits))
+        nll_p.append(F.cross_entropy(p_logits, targets, reduction="none"))
+        nll_q.append(F.cross_entropy(q_logits, targets, reduction="none"))
+    return torch.cat(kl), torch.cat(nll_p), torch.cat(nll_q)
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:

@@ -1,47 +1,114 @@
 """The `synthesize` stage: speech with word-level timestamps for every corpus that needs audio.
 
-- speech: D_speech, the narrow "natural speech" side (book text) used for Stage I training;
-- test: held-out broad-domain documents on which M and F are measured;
-- eval: the spoken contexts of the benchmark items evaluated in speech mode (demonstrations and question).
+- speech: D_speech, the narrow "natural speech" side (book text) used for Stage I training. Natural corpora have
+  many speakers and speaking rates, so each document is read by a voice and rate drawn with the seed from
+  `synthesize.speech_voices` x `synthesize.speech_rates`;
+- test: held-out broad-domain documents on which M and F are measured, in the one fixed voice;
+- eval: the spoken contexts of the benchmark items evaluated in speech mode (demonstrations and question), in the
+  fixed voice (the paper uses Kokoro af_heart for both its synthetic corpus and its benchmarks).
 
-One fixed voice for all, as the paper uses Kokoro af_heart for both its synthetic corpus and its benchmarks.
-Output per corpus: `index.jsonl` (text, sample offsets, words with character spans and times) and `audio.npy`
-(int16, all documents concatenated, so readers can memory-map it).
+Each corpus is a sharded store (salad.store): `data/speech/<corpus>/index.jsonl` holds one record per document
+{id, text, voice, rate, sample_rate, num_samples, words: [[word, char_start, char_end, start_s, end_s]], shard,
+offset, length}, the shards hold int16 samples. Shards are built by `synthesize.workers` processes (and torchrun
+ranks), and a killed run resumes at the first unfinished shard. A document the TTS rejects (no speakable word, no
+Latin script, ...) is skipped and counted in `stats.json` with its reason.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from salad.atomic import read_jsonl, save_npy, write_json, write_jsonl
+import salad.store
+import salad.synthesize
+import salad.tts
+from salad.atomic import read_jsonl, write_json
 from salad.config import Params
+from salad.store import build_store, code_digest, distributed_rank, fingerprint
 from salad.tts import EspeakTTS
 
+__all__ = ["SynthesisJob", "synthesize_corpus", "synthesize", "assign_voices"]
 
-def synthesize_corpus(tts: EspeakTTS, records: list[dict], out: Path, desc: str) -> dict:
-    """Synthesize `records` ({id, text}) into `out`; a record the TTS rejects is an error naming it."""
-    index, chunks, offset = [], [], 0
-    for rec in tqdm(records, desc=f"synthesize {desc}", unit="doc", mininterval=5):
-        try:
-            speech = tts.synthesize(rec["text"])
-        except ValueError as e:
-            raise ValueError(f"{desc}: document {rec['id']!r}: {e}") from e
+
+@dataclass
+class SynthesisJob:
+    """Documents ({id, text[, voice, rate]}) to speech: a picklable `ShardJob` for `salad.store.build_store`.
+
+    `tts` reads every document that names no voice; a document with "voice" and "rate" is read by the espeak-ng voice
+    of that name and rate (created once per worker process).
+    """
+
+    tts: object
+    records: list[dict]
+    _voices: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def doc_id(self, i: int) -> str:
+        return self.records[i]["id"]
+
+    def _tts_for(self, rec: dict):
+        if "voice" not in rec:
+            return self.tts
+        key = (rec["voice"], int(rec["rate"]))
+        if key not in self._voices:
+            self._voices[key] = EspeakTTS(voice=key[0], rate=key[1], sample_rate=self.tts.sample_rate)
+        return self._voices[key]
+
+    def run(self, i: int) -> tuple[dict, np.ndarray]:
+        rec = self.records[i]
+        tts = self._tts_for(rec)
+        speech = tts.synthesize(rec["text"])
+        if not np.any(speech.audio):
+            raise ValueError("the synthesizer produced only silence")
         pcm = np.clip(np.round(speech.audio * 32767.0), -32768, 32767).astype(np.int16)
-        chunks.append(pcm)
-        index.append({
-            "id": rec["id"], "text": rec["text"], "offset": offset, "num_samples": len(pcm),
-            "sample_rate": speech.sample_rate,
+        record = {
+            "id": rec["id"], "text": rec["text"], "voice": getattr(tts, "voice", None), "rate": getattr(tts, "rate", None),
+            "sample_rate": speech.sample_rate, "num_samples": len(pcm),
             "words": [[w.word, w.char_start, w.char_end, round(w.start, 4), round(w.end, 4)] for w in speech.words],
-        })
-        offset += len(pcm)
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    save_npy(out / "audio.npy", audio)
-    write_jsonl(out / "index.jsonl", index)
-    return {"documents": len(index), "hours": round(offset / tts.sample_rate / 3600, 4),
-            "words": sum(len(r["words"]) for r in index)}
+        }
+        return record, pcm
+
+    def __getstate__(self):  # voices are rebuilt in each worker; their library state is per process
+        return {"tts": self.tts, "records": self.records, "_voices": {}}
+
+
+def synthesize_corpus(tts, records: list[dict], out: Path, desc: str, *, workers: int = 1, shard_docs: int = 256,
+                      rank: int | None = None, world_size: int | None = None) -> dict | None:
+    """Synthesize `records` ({id, text}) into the store `out`; returns its stats (None on a rank that is not last).
+
+    A record the TTS rejects is skipped and listed with its reason in the stats; every other error stops the stage
+    after the shards already finished are committed.
+    """
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"{desc}: document id {dup!r} appears more than once")
+    if rank is None:
+        rank, world_size = distributed_rank()
+    job = SynthesisJob(tts=tts, records=records)
+    job_fp = fingerprint(repr(tts), records, code_digest(salad.tts, salad.synthesize, salad.store))
+    stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
+                        world_size=world_size, desc=f"synthesize {desc}")
+    if stats is not None:
+        store = salad.store.ShardedStore(out)
+        samples = sum(r["num_samples"] for r in store.records)
+        stats.update(hours=round(samples / tts.sample_rate / 3600, 4),
+                     words=sum(len(r["words"]) for r in store.records))
+    return stats
+
+
+def assign_voices(records: list[dict], voices: tuple[str, ...], rates: tuple[int, ...], seed: int) -> list[dict]:
+    """Give each document a (voice, rate) drawn uniformly and independently with `seed` (stable per document id)."""
+    out = []
+    for rec in records:
+        rng = np.random.default_rng([seed, int(fingerprint(rec["id"])[:12], 16)])
+        out.append({**rec, "voice": voices[int(rng.integers(len(voices)))],
+                    "rate": int(rates[int(rng.integers(len(rates)))])})
+    return out
 
 
 def synthesize(params: Params, prepared: Path, root: Path, out: Path) -> dict:
@@ -49,10 +116,19 @@ def synthesize(params: Params, prepared: Path, root: Path, out: Path) -> dict:
 
     cfg = params.synthesize
     tts = EspeakTTS(voice=cfg.voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
-    stats = {
-        "speech": synthesize_corpus(tts, read_jsonl(prepared / "speech.jsonl"), out / "speech", "speech"),
-        "test": synthesize_corpus(tts, read_jsonl(prepared / "test.jsonl"), out / "test", "test"),
-        "eval": synthesize_corpus(tts, eval_contexts(params, root), out / "eval", "eval"),
+    for voice in cfg.speech_voices:  # an unknown voice fails here, before any work
+        EspeakTTS(voice=voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
+    corpora = {
+        "speech": assign_voices(read_jsonl(prepared / "speech.jsonl"), cfg.speech_voices, cfg.speech_rates,
+                                params.seed),
+        "test": read_jsonl(prepared / "test.jsonl"),
+        "eval": eval_contexts(params, root),
     }
+    stats = {}
+    for name, records in corpora.items():
+        stats[name] = synthesize_corpus(tts, records, out / name, name, workers=cfg.workers,
+                                        shard_docs=cfg.shard_docs)
+    if any(s is None for s in stats.values()):
+        return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
     write_json(out / "stats.json", stats)
     return stats

@@ -173,7 +173,8 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
         optimizer, lambda s: wsd_factor(min(s, steps - 1), steps, cfg.warmup_steps, cfg.decay_fraction))
 
     fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / "speech" / "index.jsonl",
-                                           features / "speech" / "features.npy", prepared / "web.jsonl"])
+                                           *sorted((features / "speech" / "shards").glob("*.done.json")),
+                                           prepared / "web.jsonl"])
     start, positions, losses = 0, 0, []
     ckpt_path = checkpoints / "last.pt"
     if ckpt_path.exists():

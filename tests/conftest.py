@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny byte-level BPE tokenizer with the document-start token, and synthetic aligned documents."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from salad.corpus import DOC_START, tokenize
+from salad.interleave import FRAME_RATE, AlignedDoc, map_tokens_to_words
+
+TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwhile the old farmer's wife "
+        "counts 2,500 eggs and sells them at the market for three dollars each! ") * 4
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[DOC_START],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([TEXT] * 3, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=DOC_START, eos_token=DOC_START)
+
+
+def make_doc(tokenizer, text=TEXT, seed=0, frames_dim=3):
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    rng = np.random.default_rng(seed)
+    t, times = 0.1, []
+    for _ in words:
+        d = rng.uniform(0.1, 0.6)
+        times.append((t, t + d))
+        t += d + rng.uniform(0.0, 0.2)
+    n_frames = math.ceil(t * FRAME_RATE)
+    features = np.arange(n_frames * frames_dim, dtype=np.float32).reshape(n_frames, frames_dim)
+    ids, offsets = tokenize(tokenizer, text)
+    token_word = np.concatenate([[-1], map_tokens_to_words(offsets, text, words)])
+    return AlignedDoc("doc", ids, token_word, np.array(times), features), words
+
+
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(tmp_path_factory, tokenizer):
+    """A tiny random Qwen2 teacher with the tokenizer, saved as Qwen2.5 would be (from_pretrained loads it)."""
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True)
+    path = tmp_path_factory.mktemp("teacher")
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
