@@ -203,3 +203,30 @@ def test_documents_with_their_own_voice_are_read_by_it(tmp_path):
     direct = EspeakTTS(voice="en-gb-x-rp", rate=200).synthesize(TEXTS[0])
     assert (rec["voice"], rec["rate"]) == ("en-gb-x-rp", 200) and rec["num_samples"] == len(direct.audio)
     json.dumps(rec)
+
+
+RANK_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_store import ToyJob
+from salad.store import build_store, distributed_rank
+rank, world = distributed_rank()
+stats = build_store(ToyJob(18), {out!r}, "fp", shard_docs=4, rank=rank, world_size=world)
+print("RANK", rank, "OF", world, "INDEX" if stats else "WAITED")
+"""
+
+
+def test_torchrun_ranks_build_the_same_store_as_one_process(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "r")))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "RANK 0 OF 2" in result.stdout and "RANK 1 OF 2" in result.stdout and "INDEX" in result.stdout
+    build_store(ToyJob(18), tmp_path / "single", "fp", shard_docs=4, rank=0, world_size=1)
+    assert files(tmp_path / "r") == files(tmp_path / "single")
