@@ -30,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
            ("out", "data/models/teacher"), ("live", "dvclive/teacher"), ("metrics", "metrics/teacher.json"))
     _stage("synthesize", "espeak-ng speech with word timestamps", sub, ("prepared", "data/prepared"),
            ("root", "."), ("out", "data/speech"))
+    _stage("natural", "natural speech from a manifest, word-timed and resampled", sub, ("root", "."),
+           ("out", "data/natural"))
     _stage("encode", "frozen speech-encoder features at 12.5 Hz", sub, ("speech", "data/speech"),
-           ("out", "data/features"))
+           ("natural", "data/natural"), ("out", "data/features"))
     _stage("train", "Stage I training of the speech-adapted LM", sub, ("teacher", "data/models/teacher"),
            ("prepared", "data/prepared"), ("speech", "data/speech"), ("features", "data/features"),
            ("out", "data/models/student"), ("live", "dvclive/train"), ("metrics", "metrics/train.json"),
@@ -63,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "synthesize":
         from salad.synthesize import synthesize
         result = synthesize(params, args.prepared, args.root, args.out)
+    elif args.stage == "natural":
+        from salad.natural import ingest
+        result = ingest(params, args.root, args.out)
     elif args.stage == "encode":
         from salad.encode import encode
-        result = encode(params.encode, args.speech, args.out)
+        result = encode(params.encode, args.speech, args.out, natural=args.natural)
     elif args.stage == "train":
         from salad.train import train
         result = train(params, args.teacher, args.prepared, args.speech, args.features, args.out, args.live,

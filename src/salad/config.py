@@ -156,6 +156,36 @@ class SynthesizeConfig:
 
 
 @dataclass(frozen=True)
+class NaturalConfig:
+    """Natural speech: a manifest of recordings with transcripts (LJ Speech here; LibriHeavy/Emilia-shaped at paper
+    scale), resampled to 24 kHz and word-timed from the manifest, a CTC aligner, or DTW against a TTS rendering."""
+
+    manifest: str = "data/raw/speech/ljspeech_sample_manifest.jsonl.gz"
+    """JSONL(.gz) manifest, flat (LJ/Emilia-like) or lhotse cuts; the accepted schemas are in salad.natural."""
+    aligner: str = "auto"
+    """'auto' (ctc if ctc_model else dtw), 'ctc', 'dtw', or 'manifest' (only records with given alignments)."""
+    ctc_model: str | None = None
+    """Folder of a local Wav2Vec2ForCTC checkpoint (save_pretrained of model and processor); null: no CTC."""
+    dtw_voice: str = "en-us"
+    """espeak-ng voice of the reference rendering the DTW aligner warps onto the recording."""
+    dtw_rate: int = 175
+    min_peak_dbfs: float = -40.0
+    """Recordings whose peak is below this level are skipped as silent (counted)."""
+    max_duration_s: float = 40.0
+    """Longer utterances are skipped and counted (DTW memory grows with the square of the duration)."""
+    workers: int = 2
+    shard_docs: int = 256
+
+    def __post_init__(self):
+        w = "natural"
+        _check(self.aligner in ("auto", "ctc", "dtw", "manifest"), f"{w}.aligner",
+               f"unknown aligner {self.aligner!r}; known: auto, ctc, dtw, manifest")
+        _check(self.aligner != "ctc" or bool(self.ctc_model), f"{w}.ctc_model", "required for aligner 'ctc'")
+        _check(80 <= self.dtw_rate <= 450, f"{w}.dtw_rate", "espeak-ng accepts 80-450 words per minute")
+        _positive(self, w, "max_duration_s", "workers", "shard_docs")
+
+
+@dataclass(frozen=True)
 class EncodeConfig:
     """Frozen speech encoder applied to the synthesized audio (features at 12.5 Hz)."""
 
@@ -256,6 +286,7 @@ class Params:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    natural: NaturalConfig = field(default_factory=NaturalConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -266,7 +297,8 @@ class Params:
 
 
 SECTIONS = {
-    "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig, "encode": EncodeConfig,
+    "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig,
+    "natural": NaturalConfig, "encode": EncodeConfig,
     "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig,
 }
 

@@ -77,11 +77,14 @@ def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str, *, workers: i
     return stats
 
 
-def encode(cfg: EncodeConfig, speech: Path, out: Path) -> dict:
+def encode(cfg: EncodeConfig, speech: Path, out: Path, natural: Path | None = None) -> dict:
+    """Encode the synthesized corpora (speech, test, eval under `speech`) and, when given, the natural speech store."""
     encoder = make_encoder(cfg)
-    stats = {name: encode_corpus(encoder, speech / name, out / name, name, workers=cfg.workers,
-                                 shard_docs=cfg.shard_docs)
-             for name in ("speech", "test", "eval")}
+    corpora = {name: Path(speech) / name for name in ("speech", "test", "eval")}
+    if natural is not None:
+        corpora["natural"] = Path(natural)
+    stats = {name: encode_corpus(encoder, src, out / name, name, workers=cfg.workers, shard_docs=cfg.shard_docs)
+             for name, src in corpora.items()}
     if any(s is None for s in stats.values()):
         return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
     write_json(out / "stats.json", stats)
