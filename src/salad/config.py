@@ -111,6 +111,9 @@ class TeacherConfig:
     """Warmup-stable-decay: linear decay to zero over this final fraction of steps."""
     max_documents: int | None = None
     """Use only the first this-many pretraining documents (tokenizer and LM); None uses all. For tiny profiles."""
+    pretrained: str | None = None
+    """Hub name or local folder of a pretrained causal LM and its tokenizer (paper: Qwen/Qwen2.5-3B) used as the
+    frozen teacher instead of training one; read from local files only. null: train the miniature teacher."""
 
     def __post_init__(self):
         w = "teacher"

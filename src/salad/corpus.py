@@ -23,7 +23,8 @@ DOC_START = "<|endoftext|>"
 
 def doc_start_id(tokenizer) -> int:
     token_id = tokenizer.convert_tokens_to_ids(DOC_START)
-    if token_id is None or token_id == tokenizer.unk_token_id:
+    # a missing token maps to the unknown token (or None); Qwen2's unknown token may itself be DOC_START
+    if token_id is None or tokenizer.convert_ids_to_tokens(int(token_id)) != DOC_START:
         raise ValueError(f"tokenizer has no {DOC_START!r} token; it is needed as the document-start token")
     return int(token_id)
 

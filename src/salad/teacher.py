@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from salad.atomic import atomic_dir, read_jsonl, write_json
 from salad.config import Params, TeacherConfig
-from salad.corpus import DOC_START, tokenize
+from salad.corpus import DOC_START, doc_start_id, tokenize
 from salad.live import live_logger
 from salad.schedule import wsd_factor
 
@@ -75,8 +75,50 @@ def unigram_perplexity(train_stream: np.ndarray, tokenizer, texts: list[str], vo
     return float(math.exp(-logp[ids].mean()))
 
 
+def load_pretrained(name_or_path: str):
+    """(tokenizer, model) of a pretrained causal LM from local files only (a folder, or a name in the local HF cache).
+
+    Nothing is downloaded: a model that is not on this machine is an error that says how to get it here.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=True, dtype=torch.float32)
+    except OSError as e:
+        raise FileNotFoundError(
+            f"teacher.pretrained {name_or_path!r} is not available locally ({e.__class__.__name__}). Download it on a "
+            f"machine with hub access (`huggingface-cli download {name_or_path}`) and copy the HF cache here, or set "
+            f"teacher.pretrained to the folder that holds config.json, the weights and the tokenizer.") from None
+    doc_start_id(tokenizer)  # the document-start token must exist
+    return tokenizer, model
+
+
+def adopt_pretrained(params: Params, prepared: Path, out: Path, live_dir: Path, metrics_path: Path) -> dict:
+    """The teacher stage at paper scale: the pretrained LM, saved as the pipeline's teacher, with its perplexity."""
+    cfg = params.teacher
+    tokenizer, model = load_pretrained(cfg.pretrained)
+    test = [r["text"] for r in read_jsonl(prepared / "test.jsonl")]
+    context = min(cfg.context, getattr(model.config, "max_position_embeddings", cfg.context))
+    metrics = {
+        "pretrained": cfg.pretrained,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "test_perplexity": round(perplexity(model, tokenizer, test, context), 2),
+        "vocab_size": len(tokenizer),
+    }
+    with live_logger(live_dir) as live:  # no training curve: the declared output still exists
+        live.log_metric("test/perplexity", metrics["test_perplexity"])
+    with atomic_dir(out) as tmp:
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
 def train_teacher(params: Params, prepared: Path, out: Path, live_dir: Path, metrics_path: Path) -> dict:
     cfg = params.teacher
+    if cfg.pretrained is not None:
+        return adopt_pretrained(params, prepared, out, live_dir, metrics_path)
     torch.manual_seed(params.seed)
     pretrain = [r["text"] for r in read_jsonl(prepared / "pretrain.jsonl")][:cfg.max_documents]
     test = [r["text"] for r in read_jsonl(prepared / "test.jsonl")]
