@@ -220,10 +220,17 @@ class TrainConfig:
     warmup_steps: int = 30
     decay_fraction: float = 0.2
     batch_size: int = 8
+    """Sequences per optimizer step, over all processes and micro-batches (paper: ~1M positions = 512 x 2048)."""
+    micro_batch_size: int | None = None
+    """Sequences per forward pass on one process; gradients accumulate over a step's micro-batches. null: a
+    process runs its whole share of the step at once. Changes memory, not results (up to summation order)."""
     max_len: int = 512
     """Sequences (interleaved or text-only) are cut to this many positions."""
     tokens: int = 600_000
     """Budget in sequence positions (text tokens + speech frames), padding excluded."""
+    budgets: tuple[int, ...] = ()
+    """Smaller budgets (positions) trained in the same run: each branches its own WSD decay from the main run's
+    stable phase and is saved under budgets/<B>/ of the model; equal to a run with tokens = B."""
     speech_probability: float = 0.6667
     """Stage I mixing: a batch is interleaved speech with this probability, else text-only broad text."""
     text_span_words: tuple[int, int] = (10, 30)
@@ -241,6 +248,13 @@ class TrainConfig:
             v = tuple(getattr(self, k))
             object.__setattr__(self, k, v)
             _check(len(v) == 2 and 1 <= v[0] <= v[1], f"{w}.{k}", "must be [min, max] with 1 <= min <= max")
+        object.__setattr__(self, "budgets", tuple(self.budgets))
+        for b in self.budgets:
+            _check(isinstance(b, int) and 0 < b < self.tokens, f"{w}.budgets",
+                   f"each budget must be a whole number of positions in (0, tokens={self.tokens}), got {b!r}")
+        _check(len(set(self.budgets)) == len(self.budgets), f"{w}.budgets", "must not repeat a budget")
+        _check(self.micro_batch_size is None or 0 < self.micro_batch_size <= self.batch_size,
+               f"{w}.micro_batch_size", "must be null or in [1, batch_size]")
         _positive(self, w, "adapter_layers", "adapter_width", "adapter_heads", "adapter_kv_heads", "adapter_mlp",
                   "batch_size", "max_len", "tokens", "kl_chunk", "log_every")
         _check(self.adapter_width % self.adapter_heads == 0, f"{w}.adapter_width", "must be divisible by heads")

@@ -83,7 +83,7 @@ class SpeechAdaptedLM(nn.Module):
         lengths = batch.speech_mask.sum(1)
         rows = torch.repeat_interleave(batch.speech_dest[:, 0], lengths)
         starts = torch.repeat_interleave(batch.speech_dest[:, 1], lengths)
-        offsets = torch.cat([torch.arange(int(n)) for n in lengths])
+        offsets = torch.cat([torch.arange(int(n), device=lengths.device) for n in lengths])
         values = speech[batch.speech_mask.bool()]
         embeds = embeds.index_put((rows, starts + offsets), values)
         return embeds

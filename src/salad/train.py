@@ -1,17 +1,38 @@
 """The `train` stage: Stage I of the speech-adapted LM (DESIGN §4–5), straight-line.
 
-Every batch is, with probability `speech_probability`, interleaved speech from D_speech, else text-only broad text
-(the corpus mixing of the paper's Stage I). The loss is α·L_DIST + (1−α)·L_NLL over the masked positions of the
-step. The whole batch plan (which documents, which span layouts) is drawn up front from the seed, so the number of
-optimizer steps for a budget of sequence positions is known before training, which the WSD schedule needs, and
-the data order is a pure function of (seed, step).
+Every optimizer step is, with probability `speech_probability`, interleaved speech from D_speech, else text-only
+broad text (the corpus mixing of the paper's Stage I). The loss is α·L_DIST + (1−α)·L_NLL over the masked positions
+of the step. The whole plan (which documents, which span layouts, step by step) is drawn up front from the seed, so
+the number of optimizer steps for a budget of sequence positions is known before training, which the WSD schedule
+needs, and the data order is a pure function of (seed, step): the step index is the data loader's position.
+
+One step, many processes. A step holds `batch_size` sequences. Under `torchrun` (WORLD_SIZE > 1) rank r takes
+sequences r, r+W, r+2W, ... of every step; each rank runs its share in micro-batches of `micro_batch_size`
+sequences, accumulating gradients. Every micro-batch's loss is divided by the step's GLOBAL count of masked
+positions (known to every rank from the plan, no communication needed), and the gradients are summed over ranks,
+so the update equals the one-process, one-micro-batch update up to floating-point summation order (DESIGN §4).
+The gradient all-reduce is written out (one flattened SUM over all parameters) rather than delegated to
+DistributedDataParallel: text-only steps leave the adapter without gradients, which DDP would reject unless it
+searched the graph for unused parameters every step. At 3B/7B the documented path is FSDP (README, "Paper scale").
+
+Several budgets from one run (WSD, Hägele et al. 2024). The plan for a smaller budget B is a prefix of the plan for
+`tokens` (drawn from the same generator in the same order), and up to its decay start, B's schedule equals the main
+run's (same warmup, constant peak). So the state before step decay_start(S_B) is saved while the main run passes it
+(`stable-<B>.pt`), and after the main run each budget branches its own decay from there: the result equals a run
+trained with `tokens = B` from scratch. The main run's own pre-decay state is kept in the output as
+`pre_decay.pt`: Stage II resumes from it.
+
+Checkpoints (`last.pt` every `checkpoint_every` steps) hold the model, optimizer (with each group's peak rate),
+schedule position, data position, losses and RNG state; a killed run resumes bit for bit on CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,11 +52,13 @@ from salad.interleave import AlignedDoc, Interleaved, draw_layout, interleave, t
 from salad.live import live_logger
 from salad.losses import LossSums, distillation_sums, objective
 from salad.model import AdapterConfig, SpeechAdaptedLM
-from salad.schedule import wsd_factor
+from salad.schedule import decay_start, wsd_factor
 
 
 @dataclass
 class PlannedBatch:
+    """The sequences of one optimizer step (all ranks, all micro-batches)."""
+
     kind: str                   # "speech" or "text"
     seqs: list[Interleaved]
     doc_index: list[int]        # index into the speech or text documents
@@ -42,6 +66,11 @@ class PlannedBatch:
     @property
     def positions(self) -> int:
         return sum(len(s) for s in self.seqs)
+
+    @property
+    def n_masked(self) -> int:
+        """Masked positions of the whole step: the normaliser of its loss."""
+        return sum(int((s.target >= 0).sum()) for s in self.seqs)
 
 
 class EpochSampler:
@@ -61,7 +90,7 @@ class EpochSampler:
 
 
 def plan_batches(cfg: TrainConfig, seed: int, speech_docs: list[AlignedDoc], text_docs) -> list[PlannedBatch]:
-    """Batches until the budget of sequence positions is reached (the last batch may overshoot it)."""
+    """Steps until the budget of sequence positions is reached (the last step may overshoot it)."""
     if not speech_docs and cfg.speech_probability > 0:
         raise ValueError("no speech documents to train on")
     rng = np.random.default_rng([seed, 1])
@@ -86,10 +115,30 @@ def plan_batches(cfg: TrainConfig, seed: int, speech_docs: list[AlignedDoc], tex
     return plan
 
 
-def batch_for(planned: PlannedBatch, speech_docs, text_docs, feature_dim: int) -> Batch:
+def steps_for_budget(plan: list[PlannedBatch], tokens: int) -> int:
+    """Optimizer steps of a run with budget `tokens`: the plan's prefix that first reaches it."""
+    seen = 0
+    for step, planned in enumerate(plan):
+        seen += planned.positions
+        if seen >= tokens:
+            return step + 1
+    raise ValueError(f"budget {tokens} exceeds the plan's {seen} positions")
+
+
+def micro_batches(planned: PlannedBatch, rank: int, world_size: int, micro_batch_size: int | None) -> list[list[int]]:
+    """Indices (into planned.seqs) of this rank's micro-batches: sequences rank, rank+W, ..., in chunks."""
+    mine = list(range(rank, len(planned.seqs), world_size))
+    size = micro_batch_size or len(mine)
+    return [mine[i:i + size] for i in range(0, len(mine), size)]
+
+
+def batch_for(planned: PlannedBatch, speech_docs, text_docs, feature_dim: int, which: list[int] | None = None) -> Batch:
+    """The batch of the step's sequences `which` (all of them by default)."""
+    which = range(len(planned.seqs)) if which is None else which
     docs = speech_docs if planned.kind == "speech" else text_docs
-    chosen = [docs[i] for i in planned.doc_index]
-    return collate(planned.seqs, [d.token_ids for d in chosen], [d.features for d in chosen], feature_dim)
+    chosen = [docs[planned.doc_index[j]] for j in which]
+    return collate([planned.seqs[j] for j in which], [d.token_ids for d in chosen], [d.features for d in chosen],
+                   feature_dim)
 
 
 def loss_sums(model: SpeechAdaptedLM, teacher, batch: Batch, chunk: int) -> LossSums:
@@ -101,8 +150,8 @@ def loss_sums(model: SpeechAdaptedLM, teacher, batch: Batch, chunk: int) -> Loss
     return distillation_sums(hidden, t_hidden, batch.target_ids, model.lm.lm_head, teacher.lm_head, chunk)
 
 
-def load_teacher(teacher_dir: Path):
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).eval()
+def load_teacher(teacher_dir: Path, device: torch.device | str = "cpu"):
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
     teacher.requires_grad_(False)
     return teacher
 
@@ -126,14 +175,129 @@ class TextDocs:
 
 
 def run_fingerprint(params: Params, inputs: list[Path]) -> str:
-    """What a checkpoint must match to be resumed: the training params and the bytes of the training inputs."""
-    h = hashlib.sha256(json.dumps([params.seed, params.alpha, dataclasses.asdict(params.train)], sort_keys=True,
-                                  default=list).encode())
+    """What a checkpoint must match to be resumed: the training params and the bytes of the training inputs.
+
+    How the step is computed (ranks, micro-batches) is left out: it changes only the floating-point summation
+    order, so a run may resume on another number of processes.
+    """
+    cfg = dataclasses.asdict(params.train)
+    cfg.pop("micro_batch_size")
+    h = hashlib.sha256(json.dumps([params.seed, params.alpha, cfg], sort_keys=True, default=list).encode())
     for path in inputs:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Processes and devices
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun) and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1: NCCL on GPUs, gloo on CPUs."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, device)
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the ranks, in one flattened buffer.
+
+    A parameter no rank has a gradient for (the adapter on a text-only step) keeps `grad = None`, exactly as in one
+    process, so that AdamW skips it (no decay, no moment update); a gradient missing on some ranks counts as zero.
+    """
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p, g, used in zip(params, grads, has.tolist()):
+        p.grad = flat[offset:offset + g.numel()].view_as(g).clone() if used else None
+        offset += g.numel()
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    return Batch(**{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(Batch)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The optimizer step
+
+
+def build_optimizer(model: SpeechAdaptedLM, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with separate peak rates for adapter and LM; no weight decay on biases and norms."""
+    groups = []
+    for module, lr in ((model.adapter, cfg.lr_adapter), (model.lm, cfg.lr_lm)):
+        params_2d = [p for p in module.parameters() if p.ndim >= 2]
+        params_1d = [p for p in module.parameters() if p.ndim < 2]
+        groups += [{"params": params_2d, "lr": lr, "peak_lr": lr, "weight_decay": cfg.weight_decay},
+                   {"params": params_1d, "lr": lr, "peak_lr": lr, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, betas=(0.9, 0.95))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, step: int, total_steps: int, cfg: TrainConfig) -> None:
+    factor = wsd_factor(step, total_steps, cfg.warmup_steps, cfg.decay_fraction)
+    for group in optimizer.param_groups:
+        group["lr"] = group["peak_lr"] * factor
+
+
+def train_step(model: SpeechAdaptedLM, teacher, optimizer, planned: PlannedBatch, docs: tuple, feature_dim: int,
+               cfg: TrainConfig, alpha: float, place: Dist) -> tuple[float, float, float]:
+    """One optimizer step over this rank's micro-batches; returns the step's (loss, mean KL, mean NLL), global."""
+    count = planned.n_masked
+    optimizer.zero_grad(set_to_none=True)
+    sums = torch.zeros(2, dtype=torch.float64)
+    for which in micro_batches(planned, place.rank, place.world_size, cfg.micro_batch_size):
+        batch = _to(batch_for(planned, *docs, feature_dim, which), place.device)
+        part = loss_sums(model, teacher, batch, cfg.kl_chunk)
+        loss = objective(part, alpha, count)
+        if loss.requires_grad:
+            loss.backward()
+        sums += torch.tensor([part.kl.item(), part.nll.item()], dtype=torch.float64)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if place.world_size > 1:
+        all_reduce_gradients(params)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    kl, nll = (sums / count).tolist()
+    return alpha * kl + (1.0 - alpha) * nll, kl, nll
+
+
+def _state(model, optimizer, fingerprint: str, next_step: int, positions: int, losses: list[float]) -> dict:
+    return {"fingerprint": fingerprint, "next_step": next_step, "positions": positions, "losses": list(losses),
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+
+
+def _restore(state: dict, model, optimizer) -> tuple[int, int, list[float]]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["next_step"], state["positions"], list(state["losses"])
 
 
 _stop_after: int | None = None
@@ -142,12 +306,13 @@ _stop_after: int | None = None
 
 def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, features: Path,
           out: Path, live_dir: Path, metrics_path: Path, checkpoints: Path) -> dict:
-    """Train Stage I; resume exactly from `checkpoints/last.pt` when it matches these params and inputs."""
+    """Train Stage I (and branch the decay of each extra budget); resume exactly from `checkpoints/last.pt`."""
     cfg = params.train
+    place = init_distributed()
     torch.manual_seed(params.seed)
     t0 = time.time()
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    teacher = load_teacher(teacher_dir)
+    teacher = load_teacher(teacher_dir, place.device)
     speech_docs = load_aligned(speech / "speech", features / "speech", tokenizer)
     text_docs = TextDocs(prepared / "web.jsonl", tokenizer, cfg.max_len)
     feature_dim = speech_docs[0].features.shape[1]
@@ -158,19 +323,20 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
         width=cfg.adapter_width, heads=cfg.adapter_heads, kv_heads=cfg.adapter_kv_heads, mlp=cfg.adapter_mlp,
         max_frames=max(cfg.max_len, 64), output_std=emb_std,
     )
-    model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter_cfg)
-    groups = []
-    for module, lr in ((model.adapter, cfg.lr_adapter), (model.lm, cfg.lr_lm)):
-        params_2d = [p for p in module.parameters() if p.ndim >= 2]
-        params_1d = [p for p in module.parameters() if p.ndim < 2]
-        groups += [{"params": params_2d, "lr": lr, "weight_decay": cfg.weight_decay},
-                   {"params": params_1d, "lr": lr, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.95))
+    model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter_cfg).to(place.device)
+    optimizer = build_optimizer(model, cfg)
 
     plan = plan_batches(cfg, params.seed, speech_docs, text_docs)
     steps = len(plan)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: wsd_factor(min(s, steps - 1), steps, cfg.warmup_steps, cfg.decay_fraction))
+    if cfg.batch_size < place.world_size:
+        raise ValueError(f"train.batch_size {cfg.batch_size} < {place.world_size} processes: a rank would idle")
+    branches = {b: steps_for_budget(plan, b) for b in cfg.budgets}
+    for budget, n in branches.items():
+        if decay_start(n, cfg.decay_fraction) < cfg.warmup_steps:
+            raise ValueError(f"train.budgets: budget {budget} has {n} steps, too few to finish the warmup of "
+                             f"{cfg.warmup_steps} steps before its decay; its schedule would not share the main run's")
+    branch_at = {decay_start(n, cfg.decay_fraction): b for b, n in branches.items()}
+    pre_decay = decay_start(steps, cfg.decay_fraction)
 
     fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / "speech" / "index.jsonl",
                                            *sorted((features / "speech" / "shards").glob("*.done.json")),
@@ -178,62 +344,92 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     start, positions, losses = 0, 0, []
     ckpt_path = checkpoints / "last.pt"
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, weights_only=False, map_location=place.device)
         if state["fingerprint"] == fingerprint:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            torch.set_rng_state(state["torch_rng"])
-            start, positions, losses = state["next_step"], state["positions"], state["losses"]
+            start, positions, losses = _restore(state, model, optimizer)
             print(f"resuming from {ckpt_path} at step {start} of {steps}", file=sys.stderr)
         else:
             print(f"ignoring {ckpt_path}: it belongs to other params or inputs", file=sys.stderr)
 
+    docs = (speech_docs, text_docs)
     model.train()
-    with live_logger(live_dir, resume=start > 0) as live:
+    logger = live_logger(live_dir, resume=start > 0) if place.main else contextlib.nullcontext()
+    with logger as live:
         for step in tqdm(range(start, steps), desc=f"train α={params.alpha}", unit="step", mininterval=5,
-                         initial=start, total=steps):
-            batch = batch_for(plan[step], speech_docs, text_docs, feature_dim)
-            sums = loss_sums(model, teacher, batch, cfg.kl_chunk)
-            loss = objective(sums, params.alpha, sums.count)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            lrs = schedule.get_last_lr()
-            optimizer.step()
-            schedule.step()
-            positions += batch.positions
-            losses.append(loss.item())
-            if step % cfg.log_every == 0 or step == steps - 1:
+                         initial=start, total=steps, disable=not place.main):
+            if place.main and step in branch_at:
+                save_torch(checkpoints / f"stable-{branch_at[step]}.pt",
+                           _state(model, optimizer, fingerprint, step, positions, losses))
+            if place.main and step == pre_decay:
+                save_torch(checkpoints / "pre_decay.pt", _state(model, optimizer, fingerprint, step, positions, losses))
+            set_learning_rate(optimizer, step, steps, cfg)
+            lrs = [g["lr"] for g in optimizer.param_groups]
+            loss, kl, nll = train_step(model, teacher, optimizer, plan[step], docs, feature_dim, cfg, params.alpha,
+                                       place)
+            positions += plan[step].positions
+            losses.append(loss)
+            if place.main and (step % cfg.log_every == 0 or step == steps - 1):
                 live.step = step
-                live.log_metric("train/loss", loss.item())
-                live.log_metric("train/kl", sums.kl.item() / sums.count)
-                live.log_metric("train/nll", sums.nll.item() / sums.count)
+                live.log_metric("train/loss", loss)
+                live.log_metric("train/kl", kl)
+                live.log_metric("train/nll", nll)
                 live.log_metric("train/lr_adapter", lrs[0])
                 live.log_metric("train/lr_lm", lrs[2])
                 live.log_metric("train/positions", positions)
                 live.log_metric("train/speech_batch", int(plan[step].kind == "speech"))
                 live.make_summary()
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                save_torch(ckpt_path, {
-                    "fingerprint": fingerprint, "next_step": step + 1, "positions": positions, "losses": losses,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                })
+            done = step + 1 == steps
+            if place.main and (done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)):
+                save_torch(ckpt_path, _state(model, optimizer, fingerprint, step + 1, positions, losses))
             if _stop_after is not None and step + 1 == _stop_after:
                 raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
 
-    tail = losses[-max(1, steps // 10):]
     metrics = {
         "alpha": params.alpha, "steps": steps, "positions": positions,
         "speech_batches": sum(p.kind == "speech" for p in plan),
         "adapter_parameters": sum(p.numel() for p in model.adapter.parameters()),
-        "final_loss": float(np.mean(tail)),
+        "final_loss": _tail_mean(losses),
     }
-    print(f"trained in {time.time() - t0:.1f} s", file=sys.stderr)
-    with atomic_dir(out) as tmp:
-        model.save(tmp)
-        tokenizer.save_pretrained(tmp / "lm")
-    write_json(metrics_path, metrics)
-    ckpt_path.unlink(missing_ok=True)  # the finished model supersedes it
+    main_state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    # Each extra budget: its decay, branched from the stable state saved when the main run passed its decay start.
+    budget_models = {}
+    for budget, n in sorted(branches.items()):
+        state = torch.load(checkpoints / f"stable-{budget}.pt", weights_only=False, map_location=place.device)
+        if state["fingerprint"] != fingerprint:
+            raise RuntimeError(f"{checkpoints}/stable-{budget}.pt belongs to other params or inputs; remove it")
+        _, b_positions, b_losses = _restore(state, model, optimizer)
+        for step in tqdm(range(decay_start(n, cfg.decay_fraction), n), desc=f"decay of budget {budget}",
+                         unit="step", disable=not place.main):
+            set_learning_rate(optimizer, step, n, cfg)
+            loss, _, _ = train_step(model, teacher, optimizer, plan[step], docs, feature_dim, cfg, params.alpha,
+                                    place)
+            b_positions += plan[step].positions
+            b_losses.append(loss)
+        metrics.setdefault("budgets", {})[str(budget)] = {"steps": n, "positions": b_positions,
+                                                          "final_loss": _tail_mean(b_losses)}
+        budget_models[budget] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    if place.main:
+        print(f"trained in {time.time() - t0:.1f} s", file=sys.stderr)
+        with atomic_dir(out) as tmp:
+            model.load_state_dict(main_state)
+            model.save(tmp)
+            tokenizer.save_pretrained(tmp / "lm")
+            for budget, weights in budget_models.items():
+                model.load_state_dict(weights)
+                model.save(tmp / "budgets" / str(budget))
+                tokenizer.save_pretrained(tmp / "budgets" / str(budget) / "lm")
+            # Stage II resumes from here: the main run's state before its decay (model, optimizer, data position).
+            os.replace(checkpoints / "pre_decay.pt", tmp / "pre_decay.pt")
+        write_json(metrics_path, metrics)
+        for path in [ckpt_path, *(checkpoints / f"stable-{b}.pt" for b in branches)]:
+            path.unlink(missing_ok=True)  # the finished models supersede them
+    if place.world_size > 1:
+        dist.barrier()
     return metrics
+
+
+def _tail_mean(losses: list[float]) -> float:
+    """Mean loss over the last tenth of the steps (at least one)."""
+    return float(np.mean(losses[-max(1, len(losses) // 10):]))
