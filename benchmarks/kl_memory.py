@@ -2,9 +2,11 @@
 
 Setting of the paper: vocabulary 151,936 (Qwen2.5), one sequence of 2,048 positions, all positions masked (the worst
 case). The naive baseline forms full fp32 logits for student and teacher, log-softmaxes both and sums the KL and
-the NLL; salad.losses.distillation_sums forms logits for `chunk` rows at a time and recomputes each chunk in the
-backward pass. Both compute the same loss and gradients (checked here). Each variant runs in its own process so
-that peak memory is its own: `ru_maxrss` on CPU, `max_memory_allocated` on CUDA.
+the NLL and lets autograd differentiate. The chunked variant is the objective used in training,
+salad.losses.distillation_objective: it forms logits for `chunk` rows at a time and computes each chunk's gradient
+in the forward pass (fused linear loss, no recomputation). Both compute the same loss and gradients (checked here).
+Each variant runs in its own process so that peak memory is its own: `ru_maxrss` on CPU, `max_memory_allocated` on
+CUDA.
 
     python benchmarks/kl_memory.py                   # CPU, hidden 64
     python benchmarks/kl_memory.py --device cuda --hidden 2048
@@ -43,14 +45,14 @@ def naive(h_s, h_t, w_s, w_t, y, alpha):
 
 
 def chunked(h_s, h_t, w_s, w_t, y, alpha, chunk):
-    from salad.losses import distillation_sums, objective
+    from salad.losses import distillation_objective
 
     s_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)
     t_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)
     s_head.weight = torch.nn.Parameter(w_s)
     t_head.weight = torch.nn.Parameter(w_t, requires_grad=False)
-    sums = distillation_sums(h_s, h_t, y, s_head, t_head, chunk=chunk)
-    return objective(sums, alpha, sums.count), s_head.weight
+    loss, _ = distillation_objective(h_s, h_t, y, s_head, t_head, alpha, y.shape[0], chunk=chunk)
+    return loss, s_head.weight
 
 
 def worker(args) -> dict:

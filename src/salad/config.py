@@ -129,13 +129,27 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class SynthesizeConfig:
-    """espeak-ng speech for the corpora that need audio: one fixed voice for the broad-domain and benchmark side (as
-    the paper uses Kokoro af_heart for both), several voices and rates for the narrow 'natural speech' side."""
+    """Speech for the corpora that need audio: one fixed voice for the broad-domain and benchmark side (the paper uses
+    Kokoro af_heart for both: `tts: kokoro`; espeak-ng by default, which installs from PyPI), several espeak-ng voices
+    and rates for the narrow 'natural speech' side."""
 
+    tts: str = "espeak"
+    """Synthesizer of the fixed voice: 'espeak' (espeak-ng `voice` at `rate`) or 'kokoro' (Kokoro-82M, local files)."""
     voice: str = "en-us"
-    """The fixed voice of the test documents and the benchmark contexts."""
+    """The fixed espeak-ng voice of the test documents and the benchmark contexts (tts: espeak)."""
     rate: int = 175
-    """Speaking rate of the fixed voice in words per minute."""
+    """Speaking rate of the fixed espeak-ng voice in words per minute (tts: espeak)."""
+    kokoro_model: str | None = None
+    """tts: kokoro: path of kokoro-v1_0.pth, downloaded once from the Hugging Face repo hexgrad/Kokoro-82M."""
+    kokoro_config: str | None = None
+    """tts: kokoro: path of config.json from hexgrad/Kokoro-82M."""
+    kokoro_voice: str | None = None
+    """tts: kokoro: path of the voice pack, e.g. voices/af_heart.pt from hexgrad/Kokoro-82M (the paper's voice)."""
+    kokoro_spacy_model: str | None = None
+    """tts: kokoro: folder of the spaCy pipeline misaki tags words with; null: the installed package en_core_web_sm
+    (not on PyPI: its wheel is on github.com/explosion/spacy-models)."""
+    kokoro_speed: float = 1.0
+    """tts: kokoro: speaking speed factor (1.0 is the voice's own rate)."""
     speech_voices: tuple[str, ...] = ("en-us", "en-gb-x-rp", "en-gb-scotland", "en-029")
     """Voices of D_speech, the narrow natural side: each document draws one with the seed."""
     speech_rates: tuple[int, ...] = (150, 175, 200)
@@ -156,6 +170,17 @@ class SynthesizeConfig:
                    f"espeak-ng accepts 80-450 words per minute, got {r!r}")
         _check(self.sample_rate == 24000, f"{w}.sample_rate", "the encoders expect 24000 Hz")
         _positive(self, w, "workers", "shard_docs")
+        _check(self.tts in ("espeak", "kokoro"), f"{w}.tts", f"unknown synthesizer {self.tts!r}; known: espeak, kokoro")
+        for key in ("kokoro_model", "kokoro_config", "kokoro_voice", "kokoro_spacy_model"):
+            value = getattr(self, key)
+            _check(value is None or (isinstance(value, str) and value.strip() != ""), f"{w}.{key}",
+                   f"expected a file path or null, got {value!r}")
+        if self.tts == "kokoro":
+            for key, file in (("kokoro_model", "kokoro-v1_0.pth"), ("kokoro_config", "config.json"),
+                              ("kokoro_voice", "voices/af_heart.pt")):
+                _check(bool(getattr(self, key)), f"{w}.{key}", f"required for tts 'kokoro': the local path of {file}, "
+                       f"downloaded once from the Hugging Face repo hexgrad/Kokoro-82M")
+            _positive(self, w, "kokoro_speed")
 
 
 @dataclass(frozen=True)
@@ -193,16 +218,34 @@ class EncodeConfig:
     """Frozen speech encoder applied to the synthesized audio (features at 12.5 Hz)."""
 
     encoder: str = "logmel"
-    """'logmel': weight-free log-mel frames stacked to 80 ms."""
+    """'logmel': weight-free log-mel frames stacked to 80 ms. 'mimi': the paper's Kyutai Mimi (needs mimi_weights)."""
     n_mels: int = 80
+    """Mel bands of the 'logmel' encoder (features: 4 x n_mels per frame)."""
+    mimi_weights: str | None = None
+    """'mimi' only: path (absolute, or relative to the working directory: the repository root) of the Mimi weights,
+    tokenizer-e351c8d8-checkpoint125.safetensors from the Hugging Face repo kyutai/moshiko-pytorch-bf16,
+    downloaded once by the user (the pipeline opens no network connection)."""
+    mimi_codebooks: int = 8
+    """'mimi' only: codebook levels summed into each frame's 512-d feature (paper: 8; Mimi has 32)."""
+    mimi_batch_size: int = 8
+    """'mimi' only: clips encoded per forward pass. Changes speed, not features (Mimi is causal); on a 2-core CPU
+    1 is fastest (batched CPU kernels were slower), on a GPU larger batches pay."""
     workers: int = 2
     """Processes that encode shards in parallel (torchrun ranks multiply this across machines)."""
     shard_docs: int = 256
     """Documents per shard: the unit of parallel work and of resumption after a kill."""
 
     def __post_init__(self):
-        _check(self.encoder in ("logmel",), "encode.encoder", f"unknown encoder {self.encoder!r}; known: ['logmel']")
-        _positive(self, "encode", "n_mels", "workers", "shard_docs")
+        _check(self.encoder in ("logmel", "mimi"), "encode.encoder",
+               f"unknown encoder {self.encoder!r}; known: ['logmel', 'mimi']")
+        _positive(self, "encode", "n_mels", "mimi_batch_size", "workers", "shard_docs")
+        _check(isinstance(self.mimi_codebooks, int) and 1 <= self.mimi_codebooks <= 32, "encode.mimi_codebooks",
+               f"must be an integer in [1, 32], got {self.mimi_codebooks!r}")
+        _check(self.mimi_weights is None or (isinstance(self.mimi_weights, str) and self.mimi_weights.strip() != ""),
+               "encode.mimi_weights", f"expected a file path or null, got {self.mimi_weights!r}")
+        _check(self.encoder != "mimi" or self.mimi_weights is not None, "encode.mimi_weights",
+               "required when encode.encoder is 'mimi': download tokenizer-e351c8d8-checkpoint125.safetensors once "
+               "from the Hugging Face repo kyutai/moshiko-pytorch-bf16 and set encode.mimi_weights to its path")
 
 
 @dataclass(frozen=True)
@@ -235,7 +278,7 @@ class TrainConfig:
     """Stage I mixing: a batch is interleaved speech with this probability, else text-only broad text."""
     text_span_words: tuple[int, int] = (10, 30)
     speech_span_words: tuple[int, int] = (5, 15)
-    kl_chunk: int = 1024
+    kl_chunk: int = 256
     """Masked positions per chunk when computing logits and KL (bounds memory at large vocabularies)."""
     log_every: int = 10
     checkpoint_every: int = 100

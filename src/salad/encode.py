@@ -17,6 +17,7 @@ import numpy as np
 
 import salad.encode
 import salad.encoder
+import salad.encoder_mimi
 import salad.store
 from salad.atomic import write_json
 from salad.config import EncodeConfig
@@ -27,8 +28,13 @@ __all__ = ["make_encoder", "EncodingJob", "encode_corpus", "encode"]
 
 
 def make_encoder(cfg: EncodeConfig):
+    """The frozen encoder `cfg` names; Mimi is imported only when configured (it pulls in moshi and its weights)."""
     if cfg.encoder == "logmel":
         return LogMelEncoder(n_mels=cfg.n_mels)
+    if cfg.encoder == "mimi":
+        from salad.encoder_mimi import MimiEncoder
+
+        return MimiEncoder(cfg.mimi_weights, num_codebooks=cfg.mimi_codebooks, batch_size=cfg.mimi_batch_size)
     raise ValueError(f"unknown encoder {cfg.encoder!r}")
 
 
@@ -69,7 +75,8 @@ def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str, *, workers: i
     if rank is None:
         rank, world_size = distributed_rank()
     job = EncodingJob(encoder, speech_dir)
-    job_fp = fingerprint(repr(encoder), job._speech.digest(), code_digest(salad.encoder, salad.encode, salad.store))
+    code = code_digest(salad.encoder, salad.encoder_mimi, salad.encode, salad.store)
+    job_fp = fingerprint(repr(encoder), job._speech.digest(), code)
     stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
                         world_size=world_size, desc=f"encode {desc}")
     if stats is not None:

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-__all__ = ["FRAME_RATE", "LogMelEncoder", "n_frames", "LOG_MEL_SHIFT", "LOG_MEL_SCALE"]
+__all__ = ["FRAME_RATE", "LogMelEncoder", "check_audio", "n_frames", "LOG_MEL_SHIFT", "LOG_MEL_SCALE"]
 
 FRAME_RATE = 12.5  # frames per second, same as Mimi
 STACK = 4  # 20 ms sub-frames per 80 ms frame
@@ -71,6 +71,26 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float = F_M
     return np.maximum(0.0, np.minimum(rising, falling))
 
 
+def check_audio(audio: np.ndarray, sample_rate: int, expected_rate: int) -> np.ndarray:
+    """`audio` as an array after the checks every frozen encoder makes; a ValueError says what is wrong.
+
+    Shared by all encoders so that the same bad input gets the same message whichever encoder is configured.
+    """
+    if sample_rate != expected_rate:
+        raise ValueError(f"audio sample rate {sample_rate} Hz does not match the encoder's {expected_rate} Hz; "
+                         f"resample the audio first")
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-D mono samples, got shape {audio.shape}")
+    if audio.size == 0:
+        raise ValueError("cannot encode empty audio")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype}")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio contains NaN or infinite samples")
+    return audio
+
+
 class LogMelEncoder:
     """Frozen log-mel encoder: float audio at `sample_rate` -> float32 [n_frames, 4 · n_mels] at 12.5 Hz."""
 
@@ -100,19 +120,7 @@ class LogMelEncoder:
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Features of mono float `audio` (values in [-1, 1]); one row per 80 ms of audio, the last one zero-padded."""
-        if sample_rate != self.sample_rate:
-            raise ValueError(f"audio sample rate {sample_rate} Hz does not match the encoder's {self.sample_rate} Hz; "
-                             f"resample the audio first")
-        audio = np.asarray(audio)
-        if audio.ndim != 1:
-            raise ValueError(f"audio must be 1-D mono samples, got shape {audio.shape}")
-        if audio.size == 0:
-            raise ValueError("cannot encode empty audio")
-        if not np.issubdtype(audio.dtype, np.floating):
-            raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype}")
-        if not np.all(np.isfinite(audio)):
-            raise ValueError("audio contains NaN or infinite samples")
-
+        audio = check_audio(audio, sample_rate, self.sample_rate)
         frames_out = -(-len(audio) // (STACK * self.hop))  # ceil(n_samples / 1920) == n_frames(duration)
         n_sub = frames_out * STACK
         total = (n_sub - 1) * self.hop + self.win_length

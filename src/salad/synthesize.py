@@ -7,6 +7,10 @@
 - eval: the spoken contexts of the benchmark items evaluated in speech mode (demonstrations and question), in the
   fixed voice (the paper uses Kokoro af_heart for both its synthetic corpus and its benchmarks).
 
+The fixed voice comes from `make_tts`: espeak-ng by default, Kokoro-82M (`synthesize.tts: kokoro`, local files, see
+salad.tts_kokoro) for the paper's voice. D_speech's many voices stay espeak-ng voices in both cases: they stand for
+the narrow natural side, whose point is variety of speakers and rates, which espeak's voice set provides offline.
+
 Each corpus is a sharded store (salad.store): `data/speech/<corpus>/index.jsonl` holds one record per document
 {id, text, voice, rate, sample_rate, num_samples, words: [[word, char_start, char_end, start_s, end_s]], shard,
 offset, length}, the shards hold int16 samples. Shards are built by `synthesize.workers` processes (and torchrun
@@ -16,6 +20,7 @@ Latin script, ...) is skipped and counted in `stats.json` with its reason.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +30,12 @@ import salad.store
 import salad.synthesize
 import salad.tts
 from salad.atomic import read_jsonl, write_json
-from salad.config import Params
+from salad.config import Params, SynthesizeConfig
 from salad.store import build_store, code_digest, distributed_rank, fingerprint
 from salad.tts import EspeakTTS
+from salad.tts_kokoro import KokoroTTS
 
-__all__ = ["SynthesisJob", "synthesize_corpus", "synthesize", "assign_voices"]
+__all__ = ["SynthesisJob", "synthesize_corpus", "synthesize", "assign_voices", "make_tts"]
 
 
 @dataclass
@@ -90,7 +96,11 @@ def synthesize_corpus(tts, records: list[dict], out: Path, desc: str, *, workers
     if rank is None:
         rank, world_size = distributed_rank()
     job = SynthesisJob(tts=tts, records=records)
-    job_fp = fingerprint(repr(tts), records, code_digest(salad.tts, salad.synthesize, salad.store))
+    code = [salad.tts, salad.synthesize, salad.store]
+    tts_module = sys.modules.get(type(tts).__module__)  # e.g. salad.tts_kokoro: its word-time rules shape the output
+    if tts_module not in code and getattr(tts_module, "__file__", None):
+        code.append(tts_module)
+    job_fp = fingerprint(repr(tts), records, code_digest(*code))
     stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
                         world_size=world_size, desc=f"synthesize {desc}")
     if stats is not None:
@@ -111,11 +121,22 @@ def assign_voices(records: list[dict], voices: tuple[str, ...], rates: tuple[int
     return out
 
 
+def make_tts(cfg: SynthesizeConfig) -> EspeakTTS | KokoroTTS:
+    """The fixed-voice synthesizer of `cfg`: espeak-ng `voice` at `rate`, or Kokoro from its local files.
+
+    D_speech's voices are not made here: they are espeak-ng voices whichever `cfg.tts` is (see the module docstring).
+    """
+    if cfg.tts == "kokoro":
+        return KokoroTTS(model=cfg.kokoro_model, config=cfg.kokoro_config, voice=cfg.kokoro_voice,
+                         spacy_model=cfg.kokoro_spacy_model, speed=cfg.kokoro_speed, sample_rate=cfg.sample_rate)
+    return EspeakTTS(voice=cfg.voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
+
+
 def synthesize(params: Params, prepared: Path, root: Path, out: Path) -> dict:
     from salad.evaluate import eval_contexts
 
     cfg = params.synthesize
-    tts = EspeakTTS(voice=cfg.voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
+    tts = make_tts(cfg)
     for voice in cfg.speech_voices:  # an unknown voice fails here, before any work
         EspeakTTS(voice=voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
     corpora = {

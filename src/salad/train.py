@@ -50,7 +50,7 @@ from salad.config import Params, TrainConfig
 from salad.corpus import load_aligned, tokenize
 from salad.interleave import AlignedDoc, Interleaved, draw_layout, interleave, text_only
 from salad.live import live_logger
-from salad.losses import LossSums, distillation_sums, objective
+from salad.losses import LossSums, distillation_objective, distillation_sums
 from salad.model import AdapterConfig, SpeechAdaptedLM
 from salad.schedule import decay_start, wsd_factor
 
@@ -141,13 +141,19 @@ def batch_for(planned: PlannedBatch, speech_docs, text_docs, feature_dim: int, w
                    feature_dim)
 
 
-def loss_sums(model: SpeechAdaptedLM, teacher, batch: Batch, chunk: int) -> LossSums:
-    """KL(Q‖P) and NLL summed over the masked positions of a batch; the teacher reads w, the student c."""
+def masked_hidden(model: SpeechAdaptedLM, teacher, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states at the masked positions: the student's on c (position i), the teacher's on w (k−1)."""
     hidden = model.hidden_states(batch)[batch.masked_rows, batch.masked_pos]
     with torch.no_grad():
         t_hidden = teacher.model(input_ids=batch.text_ids, attention_mask=batch.text_mask).last_hidden_state
         t_hidden = t_hidden[batch.masked_rows, batch.teacher_pos]
-    return distillation_sums(hidden, t_hidden, batch.target_ids, model.lm.lm_head, teacher.lm_head, chunk)
+    return hidden, t_hidden
+
+
+def loss_sums(model: SpeechAdaptedLM, teacher, batch: Batch, chunk: int) -> LossSums:
+    """KL(Q‖P) and NLL summed over the masked positions of a batch, differentiable (combine with `objective`)."""
+    return distillation_sums(*masked_hidden(model, teacher, batch), batch.target_ids, model.lm.lm_head,
+                             teacher.lm_head, chunk)
 
 
 def load_teacher(teacher_dir: Path, device: torch.device | str = "cpu"):
@@ -273,8 +279,9 @@ def train_step(model: SpeechAdaptedLM, teacher, optimizer, planned: PlannedBatch
     sums = torch.zeros(2, dtype=torch.float64)
     for which in micro_batches(planned, place.rank, place.world_size, cfg.micro_batch_size):
         batch = _to(batch_for(planned, *docs, feature_dim, which), place.device)
-        part = loss_sums(model, teacher, batch, cfg.kl_chunk)
-        loss = objective(part, alpha, count)
+        # fused: each chunk's logits are formed once, with their gradient, and never recomputed in backward
+        loss, part = distillation_objective(*masked_hidden(model, teacher, batch), batch.target_ids,
+                                            model.lm.lm_head, teacher.lm_head, alpha, count, cfg.kl_chunk)
         if loss.requires_grad:
             loss.backward()
         sums += torch.tensor([part.kl.item(), part.nll.item()], dtype=torch.float64)
