@@ -55,3 +55,19 @@ def teacher_dir(tmp_path_factory, tokenizer):
     Qwen2ForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# Sentences with numbers, symbols and punctuation: the property tests of every TTS backend read them.
+SENTENCES = [
+    "The committee met on Tuesday to review the budget for 2024.",
+    "Nobody expected the proposal to pass, yet it did by a narrow margin of 5 to 4.",
+    "Afterwards, the chair thanked everyone & closed the session at 6:15 p.m.",
+    "Rain fell steadily over the valley while the river rose about 3.5 feet.",
+    "Is this the end of the story? Not quite; there is more to tell.",
+    "She wrote: \"The results are clear — the method works in 87% of cases.\"",
+]
+
+
+def speakable_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words a TTS must time: whitespace-separated, with a letter or digit."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text) if any(ch.isalnum() for ch in m.group())]

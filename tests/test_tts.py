@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
 
 import numpy as np
 import pytest
 
 from salad.tts import EspeakTTS, Speech
+from conftest import SENTENCES, speakable_spans
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The old harbour town woke slowly: "
@@ -27,18 +27,6 @@ TEXTS = {
     "mixed scripts": "Greek α and β, café naïve Ünïcödé, and Chinese 你好 inside English.",
 }
 
-SENTENCES = [
-    "The committee met on Tuesday to review the budget for 2024.",
-    "Nobody expected the proposal to pass, yet it did by a narrow margin of 5 to 4.",
-    "Afterwards, the chair thanked everyone & closed the session at 6:15 p.m.",
-    "Rain fell steadily over the valley while the river rose about 3.5 feet.",
-    "Is this the end of the story? Not quite; there is more to tell.",
-    "She wrote: \"The results are clear — the method works in 87% of cases.\"",
-]
-
-
-def speakable_spans(text: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text) if any(ch.isalnum() for ch in m.group())]
 
 
 def long_text(n_words: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from salad.config import ConfigError, SynthesizeConfig
 from salad.kokoro_standin import build_kokoro_standin
 from salad.synthesize import make_tts, synthesize_corpus
 from salad.tts import EspeakTTS, Speech
+from conftest import SENTENCES, speakable_spans
 from salad.tts_kokoro import KokoroTTS
 
 TEXTS = {
@@ -36,19 +36,7 @@ TEXTS = {
     "mixed scripts": "Greek α and β, café naïve Ünïcödé, and Chinese 你好 inside English.",
 }
 
-SENTENCES = [
-    "The committee met on Tuesday to review the budget for 2024.",
-    "Nobody expected the proposal to pass, yet it did by a narrow margin of 5 to 4.",
-    "Afterwards, the chair thanked everyone & closed the session at 6:15 p.m.",
-    "Rain fell steadily over the valley while the river rose about 3.5 feet.",
-    "Is this the end of the story? Not quite; there is more to tell.",
-    "She wrote: \"The results are clear — the method works in 87% of cases.\"",
-]
 LONG = " ".join(SENTENCES * 2)  # ~160 words, ~950 phonemes: two Kokoro chunks
-
-
-def speakable_spans(text: str) -> list[tuple[int, int]]:
-    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text) if any(ch.isalnum() for ch in m.group())]
 
 
 def check_speech(text: str, speech: Speech, sample_rate: int = 24000) -> None:
