@@ -68,7 +68,7 @@ from typing import Optional
 import numpy as np
 from scipy.signal import resample_poly
 
-__all__ = ["WordTime", "Speech", "EspeakTTS"]
+__all__ = ["WordTime", "Speech", "EspeakTTS", "check_text"]
 
 ESPEAK_SAMPLE_RATE = 22050
 
@@ -388,6 +388,25 @@ def _align(text: str, pcm: np.ndarray, events: list[tuple[int, int, int, int]]) 
     return out
 
 
+def check_text(text: str) -> list[re.Match]:
+    """The whitespace-separated words of `text`, after the input checks every TTS backend shares.
+
+    Raises ValueError for text that is empty, has no word with a letter or digit, or has no Latin-script letter or
+    digit (an English voice would only spell out character names).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("cannot synthesize empty text")
+    words = list(_WORD_RE.finditer(text))
+    if not any(any(ch.isalnum() for ch in m.group()) for m in words):
+        raise ValueError(f"text has no speakable word (a word needs a letter or digit): {text[:80]!r}")
+    if not any(_is_latin_or_digit(ch) for ch in text):
+        raise ValueError(f"text has no Latin-script letter or digit; an English voice would only spell out "
+                         f"character names: {text[:80]!r}")
+    return words
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -416,16 +435,7 @@ class EspeakTTS:
 
         Raises ValueError for text that is empty, has no word with a letter or digit, or has no Latin-script word.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError("cannot synthesize empty text")
-        words = [m for m in _WORD_RE.finditer(text)]
-        if not any(any(ch.isalnum() for ch in m.group()) for m in words):
-            raise ValueError(f"text has no speakable word (a word needs a letter or digit): {text[:80]!r}")
-        if not any(_is_latin_or_digit(ch) for ch in text):
-            raise ValueError(f"text has no Latin-script letter or digit; voice {self.voice!r} would only spell out "
-                             f"character names: {text[:80]!r}")
+        words = check_text(text)
 
         pcm, events = _synthesize_raw(_CONTROL_RE.sub(" ", text), self.voice, self.rate)
         if len(pcm) == 0:

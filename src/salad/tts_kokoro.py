@@ -85,7 +85,7 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 from scipy.signal import resample_poly
 
-from salad.tts import _WORD_RE, Speech, WordTime, _is_latin_or_digit, _weight
+from salad.tts import Speech, WordTime, _weight, check_text
 
 __all__ = ["KokoroTTS", "KOKORO_REPO", "KOKORO_SAMPLE_RATE"]
 
@@ -391,21 +391,6 @@ def _layout(own: dict[int, list[float]], speakable_ids: list[int], text_words: l
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_text(text: str) -> list[re.Match]:
-    """The words of `text`, after EspeakTTS's input checks (same errors for the same texts)."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("cannot synthesize empty text")
-    words = list(_WORD_RE.finditer(text))
-    if not any(any(ch.isalnum() for ch in m.group()) for m in words):
-        raise ValueError(f"text has no speakable word (a word needs a letter or digit): {text[:80]!r}")
-    if not any(_is_latin_or_digit(ch) for ch in text):
-        raise ValueError(f"text has no Latin-script letter or digit; an English voice would only spell out "
-                         f"character names: {text[:80]!r}")
-    return words
-
-
 class KokoroTTS:
     """Kokoro-82M voice `voice` (a local .pt pack) at `speed`, from local model, config and spaCy files.
 
@@ -488,7 +473,7 @@ class KokoroTTS:
 
         Raises ValueError for text that is empty, has no word with a letter or digit, or has no Latin-script word.
         """
-        words = _check_text(text)
+        words = check_text(text)
         engine = self._load()
         text_words = [m.group() for m in words]
         speakable = [any(ch.isalnum() for ch in w) for w in text_words]
