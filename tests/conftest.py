@@ -71,3 +71,18 @@ SENTENCES = [
 def speakable_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the words a TTS must time: whitespace-separated, with a letter or digit."""
     return [(m.start(), m.end()) for m in re.finditer(r"\S+", text) if any(ch.isalnum() for ch in m.group())]
+
+
+def check_speech(text: str, speech, sample_rate: int = 24000) -> None:
+    """The word contract of every TTS backend: one span per speakable word, its exact characters, ordered,
+    non-overlapping and inside non-silent audio in [-1, 1]."""
+    assert isinstance(speech.audio, np.ndarray) and speech.audio.dtype == np.float32 and speech.audio.ndim == 1
+    assert speech.sample_rate == sample_rate
+    assert len(speech.audio) > 0 and np.all(np.abs(speech.audio) <= 1.0) and np.any(speech.audio)
+    assert speech.duration == pytest.approx(len(speech.audio) / sample_rate)
+    assert [(w.char_start, w.char_end) for w in speech.words] == speakable_spans(text)
+    previous_end = 0.0
+    for w in speech.words:
+        assert text[w.char_start:w.char_end] == w.word
+        assert 0.0 <= previous_end <= w.start < w.end <= speech.duration, w
+        previous_end = w.end

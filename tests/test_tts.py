@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from salad.tts import EspeakTTS, Speech
-from conftest import SENTENCES, speakable_spans
+from conftest import SENTENCES, check_speech, speakable_spans
 
 PROSE = (
     "It was a bright cold day in April, and the clocks were striking thirteen. The old harbour town woke slowly: "
@@ -35,20 +35,6 @@ def long_text(n_words: int) -> str:
         out.append(SENTENCES[i % len(SENTENCES)])
         i += 1
     return " ".join(out)
-
-
-def check_speech(text: str, speech: Speech, sample_rate: int = 24000) -> None:
-    assert isinstance(speech.audio, np.ndarray) and speech.audio.dtype == np.float32 and speech.audio.ndim == 1
-    assert speech.sample_rate == sample_rate
-    assert len(speech.audio) > 0 and np.all(np.abs(speech.audio) <= 1.0)
-    assert speech.duration == pytest.approx(len(speech.audio) / sample_rate)
-
-    assert [(w.char_start, w.char_end) for w in speech.words] == speakable_spans(text)
-    previous_end = 0.0
-    for w in speech.words:
-        assert text[w.char_start:w.char_end] == w.word
-        assert 0.0 <= previous_end <= w.start < w.end <= speech.duration, w
-        previous_end = w.end
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import torch
 from salad.config import ConfigError, SynthesizeConfig
 from salad.kokoro_standin import build_kokoro_standin
 from salad.synthesize import make_tts, synthesize_corpus
-from salad.tts import EspeakTTS, Speech
-from conftest import SENTENCES, speakable_spans
+from salad.tts import EspeakTTS
+from conftest import SENTENCES, check_speech, speakable_spans
 from salad.tts_kokoro import KokoroTTS
 
 TEXTS = {
@@ -37,18 +37,6 @@ TEXTS = {
 }
 
 LONG = " ".join(SENTENCES * 2)  # ~160 words, ~950 phonemes: two Kokoro chunks
-
-
-def check_speech(text: str, speech: Speech, sample_rate: int = 24000) -> None:
-    assert isinstance(speech.audio, np.ndarray) and speech.audio.dtype == np.float32 and speech.audio.ndim == 1
-    assert speech.sample_rate == sample_rate
-    assert len(speech.audio) > 0 and np.all(np.abs(speech.audio) <= 1.0) and np.any(speech.audio)
-    assert [(w.char_start, w.char_end) for w in speech.words] == speakable_spans(text)
-    previous_end = 0.0
-    for w in speech.words:
-        assert text[w.char_start:w.char_end] == w.word
-        assert 0.0 <= previous_end <= w.start < w.end <= speech.duration, w
-        previous_end = w.end
 
 
 @pytest.fixture(scope="module", autouse=True)
