@@ -230,3 +230,15 @@ def test_torchrun_ranks_build_the_same_store_as_one_process(tmp_path):
     assert "RANK 0 OF 2" in result.stdout and "RANK 1 OF 2" in result.stdout and "INDEX" in result.stdout
     build_store(ToyJob(18), tmp_path / "single", "fp", shard_docs=4, rank=0, world_size=1)
     assert files(tmp_path / "r") == files(tmp_path / "single")
+
+
+def test_code_digest_adds_the_module_of_the_backend_in_use():
+    import salad.encode
+    import salad.encoder_mimi
+    from salad.encoder import LogMelEncoder
+    from salad.store import code_digest
+
+    logmel = LogMelEncoder(n_mels=8)
+    assert code_digest(salad.encode, backend=logmel) == code_digest(salad.encode, salad.encoder)
+    assert code_digest(salad.encode, salad.encoder, backend=logmel) == code_digest(salad.encode, salad.encoder)
+    assert code_digest(salad.encode, backend=logmel) != code_digest(salad.encode, salad.encoder_mimi)

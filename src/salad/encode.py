@@ -17,7 +17,6 @@ import numpy as np
 
 import salad.encode
 import salad.encoder
-import salad.encoder_mimi
 import salad.store
 from salad.atomic import write_json
 from salad.config import EncodeConfig
@@ -75,8 +74,8 @@ def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str, *, workers: i
     if rank is None:
         rank, world_size = distributed_rank()
     job = EncodingJob(encoder, speech_dir)
-    code = code_digest(salad.encoder, salad.encoder_mimi, salad.encode, salad.store)
-    job_fp = fingerprint(repr(encoder), job._speech.digest(), code)
+    job_fp = fingerprint(repr(encoder), job._speech.digest(),
+                         code_digest(salad.encoder, salad.encode, salad.store, backend=encoder))
     stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
                         world_size=world_size, desc=f"encode {desc}")
     if stats is not None:

@@ -251,8 +251,16 @@ class ShardedStore:
         return h.hexdigest()[:20]
 
 
-def code_digest(*modules) -> str:
-    """Hash of the source files of `modules`: part of a store's fingerprint, so that a code change rebuilds shards."""
+def code_digest(*modules, backend: object | None = None) -> str:
+    """Hash of the source files of `modules`: part of a store's fingerprint, so that a code change rebuilds shards.
+
+    `backend` (a synthesizer or encoder object) adds the module that defines its class: its rules shape the output,
+    and a backend module is hashed only when it is the one in use.
+    """
+    modules = list(modules)
+    own = sys.modules.get(type(backend).__module__) if backend is not None else None
+    if own is not None and own not in modules and getattr(own, "__file__", None):
+        modules.append(own)
     h = hashlib.sha256()
     for module in modules:
         h.update(Path(module.__file__).read_bytes())

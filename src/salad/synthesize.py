@@ -20,7 +20,6 @@ Latin script, ...) is skipped and counted in `stats.json` with its reason.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,11 +95,7 @@ def synthesize_corpus(tts, records: list[dict], out: Path, desc: str, *, workers
     if rank is None:
         rank, world_size = distributed_rank()
     job = SynthesisJob(tts=tts, records=records)
-    code = [salad.tts, salad.synthesize, salad.store]
-    tts_module = sys.modules.get(type(tts).__module__)  # e.g. salad.tts_kokoro: its word-time rules shape the output
-    if tts_module not in code and getattr(tts_module, "__file__", None):
-        code.append(tts_module)
-    job_fp = fingerprint(repr(tts), records, code_digest(*code))
+    job_fp = fingerprint(repr(tts), records, code_digest(salad.tts, salad.synthesize, salad.store, backend=tts))
     stats = build_store(job, out, job_fp, shard_docs=shard_docs, workers=workers, rank=rank,
                         world_size=world_size, desc=f"synthesize {desc}")
     if stats is not None:
