@@ -86,3 +86,36 @@ def check_speech(text: str, speech, sample_rate: int = 24000) -> None:
         assert text[w.char_start:w.char_end] == w.word
         assert 0.0 <= previous_end <= w.start < w.end <= speech.duration, w
         previous_end = w.end
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """prepare → teacher → synthesize → encode on params/ci.yaml, in a temporary directory (slow tests only)."""
+    from pathlib import Path
+
+    from salad.config import load_params
+    from salad.encode import encode
+    from salad.prepare import prepare
+    from salad.synthesize import synthesize
+    from salad.teacher import train_teacher
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("world")
+    params = load_params(repo / "params" / "ci.yaml")
+    prepare(params, repo / "data" / "raw", root / "prepared")
+    train_teacher(params, root / "prepared", root / "teacher", root / "live_teacher", root / "teacher.json")
+    synthesize(params, root / "prepared", repo, root / "speech")
+    encode(params.encode, root / "speech", root / "features")
+    return root, params
+
+
+@pytest.fixture(scope="session")
+def stage1(world):
+    """Stage I trained on the ci world (with its pre_decay.pt): the model Stage II resumes from."""
+    from salad.train import train
+
+    root, params = world
+    out = root / "stage1"
+    train(params, root / "teacher", root / "prepared", root / "speech", root / "features", out, root / "live_stage1",
+          root / "stage1.json", root / "ckpt_stage1")
+    return out

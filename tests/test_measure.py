@@ -81,3 +81,28 @@ def test_shuffled_speech_gives_each_document_the_next_ones_frames_at_its_own_cou
         flat, src = o.features.reshape(-1), nxt.reshape(-1)
         assert np.array_equal(flat, np.resize(src, flat.shape))  # tiled or cut
         assert np.all(flat // 1000 == (j + 1) % 3)
+
+
+def test_a_shared_text_pass_gives_the_same_rows_as_one_per_batch(models, tokenizer):
+    from salad.measure import text_hidden_states
+
+    _, student = models
+    docs = [make_doc(tokenizer, seed=s)[0] for s in range(3)]
+    seqs = [interleave(d, draw_layout(d.cut_points(), d.n_words, np.random.default_rng(10 + s)), 150)
+            for s, d in enumerate(docs)]
+    shared = text_hidden_states(student.lm, docs, max(len(d.token_ids) for d in docs))
+    assert torch.allclose(misalignment_rows(student, docs, seqs, 5, shared), misalignment_rows(student, docs, seqs, 5),
+                          atol=1e-5)
+
+
+def test_measure_model_without_controls_gives_the_same_m_and_f(models, tokenizer):
+    from salad.config import params_from_dict
+    from salad.measure import measure_model
+
+    teacher, student = models
+    docs = [make_doc(tokenizer, seed=s)[0] for s in range(3)]
+    params = params_from_dict({"measure": {"layouts": 2, "batch_size": 2}, "train": {"max_len": 150}})
+    full, lean = (measure_model(params, teacher, student, docs, controls=c) for c in (True, False))
+    assert {k: v for k, v in full.items() if "shuffled" not in k} == lean
+    assert "M_shuffled" in full and not any("shuffled" in k for k in lean)
+    assert full["M"] > 0 and full["M_se"] >= 0

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).parent / "offline_guard"
@@ -64,9 +65,46 @@ def test_repro_runs_every_stage_offline_and_is_idempotent(project):
     evaluation = read_metrics(root, "evaluate")["results"]
     assert set(evaluation["student"]["storycloze"]["continuation"]) == {"text", "speech"}
     assert evaluation["teacher"]["storycloze"]["continuation"]["text"]["n"] > 0
+    # the analysis grid: every cell (data side x alpha) of the profile, every budget, with M, F and accuracies
+    grid = yaml.safe_load((root / "params.yaml").read_text())["grid"]
+    budgets = {str(b) for b in [*grid["budgets"], grid["tokens"]]}
+    for data in grid["data"]:
+        for alpha in grid["alphas"]:
+            cell = root / "metrics" / "grid" / f"{data}-{float(alpha)}"
+            train = json.loads((cell / "train.json").read_text())
+            assert train["corpus"] == data and train["alpha"] == alpha
+            measured = json.loads((cell / "measure.json").read_text())["models"]
+            assert set(measured) == budgets
+            assert all(math.isfinite(m["M"]) and m["M"] >= 0 and math.isfinite(m["F"]) for m in measured.values())
+            evaluated = json.loads((cell / "evaluate.json").read_text())["models"]
+            assert set(evaluated) == budgets
+            assert evaluated[str(grid["tokens"])]["storycloze"]["continuation"]["speech"]["n"] > 0
+    table = (root / "reports" / "tables" / "grid.csv").read_text().splitlines()
+    assert len(table) == 1 + len(grid["data"]) * len(grid["alphas"]) * len(budgets)
+
+    # active selection and Stage II: every gamma's D_active within its budgets, every cell trained and scored
+    active = yaml.safe_load((root / "params.yaml").read_text())["active"]
+    clusters = read_metrics(root, "active/clusters")
+    assert max(clusters["sizes"]) - min(clusters["sizes"]) <= 1 and len(clusters["terms"]) == active["clusters"]
+    misalignment = read_metrics(root, "active/misalignment")
+    assert len(misalignment["M"]) == active["clusters"] and min(misalignment["M"]) > 0
+    for gamma in active["gammas"]:
+        select = read_metrics(root, f"active/select/{float(gamma)}")
+        for budget in active["budgets"]:
+            spent = select["budgets"][str(float(budget))]
+            assert spent["documents"] > 0 and spent["seconds"] >= spent["budget_seconds"]
+            cell = f"stage2/{float(gamma)}-{float(budget)}"
+            assert read_metrics(root, f"{cell}/train")["active_documents"] == spent["documents"]
+            assert math.isfinite(read_metrics(root, f"{cell}/measure")["M"])
+            assert read_metrics(root, f"{cell}/evaluate")["results"]["storycloze"]["continuation"]["speech"]["n"] > 0
+    stage2 = (root / "reports" / "tables" / "stage2.csv").read_text().splitlines()
+    assert len(stage2) == 2 + len(active["gammas"]) * len(active["budgets"])
+
     for out in ("reports/notebooks/report.ipynb", "reports/tables/misalignment_forgetting.csv",
                 "reports/tables/misalignment_forgetting.md", "reports/tables/benchmarks.csv",
-                "reports/figures/training_and_misalignment.png"):
+                "reports/figures/training_and_misalignment.png", "reports/figures/grid_over_tokens.png",
+                "reports/tables/table4_uniform_vs_active.md", "reports/tables/active_clusters.csv",
+                "reports/figures/active_domains.png", "reports/figures/stage2_gamma_budget.png"):
         assert (root / out).stat().st_size > 0, out
 
     again = sh("dvc repro", root, env)
@@ -82,7 +120,9 @@ def test_repro_runs_every_stage_offline_and_is_idempotent(project):
 def test_exp_run_sweeps_alpha(project):
     root, env, log = project
     sh("git add -A && git commit -q -m 'results alpha=1' --allow-empty", root, env)
-    sh("dvc exp run -S alpha=0.5", root, env)
+    out = sh("dvc exp run -S alpha=0.5", root, env)
+    # the grid has its own alphas: a new main alpha reruns the main run only
+    assert "Running stage 'train'" in out and "Running stage 'grid-" not in out, out
     assert not log.exists(), f"network access attempted:\n{log.read_text()}"
     shown = subprocess.run("dvc exp show --json", cwd=root, env=env, shell=True, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr

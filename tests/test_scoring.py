@@ -181,3 +181,57 @@ def test_models_without_a_cache_are_scored_per_choice(model):
     conts = [[5, 9, 11], [2], [40, 41]]
     got = score_continuations(NoCache(model), embeds, conts)
     assert got == pytest.approx(full_forward_scores(model, embeds, conts), abs=1e-4)
+
+
+# --- parity with lm-evaluation-harness -------------------------------------------------------------------------
+
+def lm_eval_encode_pair(tokenizer, context: str, continuation: str, bos: list[int]) -> tuple[list[int], list[int]]:
+    """lm-eval's HFLM._encode_pair, written out independently: trailing context whitespace moves to the front of the
+    continuation, the whole string is encoded and split at the token length of the context (BOS, when the model
+    adds one, is part of the context encoding)."""
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    context_enc = bos + tokenizer(context, add_special_tokens=False)["input_ids"]
+    whole_enc = bos + tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    return context_enc, whole_enc[len(context_enc):]
+
+
+def lm_eval_loglikelihood(model, context_enc: list[int], continuation_enc: list[int]) -> float:
+    """lm-eval's HFLM._loglikelihood_tokens for one request: the model reads (context + continuation)[:-1] as token
+    ids in one forward, and the last len(continuation) logits score the continuation."""
+    inp = torch.tensor((context_enc + continuation_enc)[:-1])[None]
+    with torch.no_grad():
+        logits = torch.log_softmax(model(inp).logits[0].float(), dim=-1)[-len(continuation_enc):]
+    return float(logits.gather(-1, torch.tensor(continuation_enc)[:, None]).sum())
+
+
+PARITY_CASES = [
+    # (few-shot prefix + context, choices); the task's target_delimiter " " goes in front of every choice
+    ("Question: What do plants need to grow?\nAnswer:", ["sunlight and water", "A", "roof"]),
+    ("Question: What do plants need to grow?\nAnswer: sunlight and water\n\nQuestion: Where is he?\nA. once\n"
+     "B. twice\nAnswer:", ["A", "B"]),
+    ("A man is sitting on a roof. He ", ["starts pulling up roofing.", "dances"]),  # trailing space moves
+    ("My friends all love to go to the club to dance.\n", ["The next weekend, I stayed home.", "é à 365"]),
+]
+
+
+@pytest.mark.parametrize("context,choices", PARITY_CASES)
+def test_text_scores_match_lm_eval_harness(tokenizer, context, choices):
+    """The harness's text path (text_requests + score_continuations, as evaluate.score_text calls them with the
+    document-start token in lm-eval's BOS role) gives lm-eval's log-likelihoods and hence its acc / acc_norm."""
+    model = make_model(len(tokenizer), "sdpa", max_positions=128)
+    bos = [tokenizer.convert_tokens_to_ids(DOC)]
+    ctx_ids, conts = text_requests(tokenizer, context, choices, prefix_ids=bos)
+    ours = score_continuations(model, model.get_input_embeddings()(torch.tensor(ctx_ids)), conts)
+    reference = []
+    for choice, cont in zip(choices, conts):
+        context_enc, continuation_enc = lm_eval_encode_pair(tokenizer, context, " " + choice, bos)
+        assert (ctx_ids, cont) == (context_enc, continuation_enc)
+        reference.append(lm_eval_loglikelihood(model, context_enc, continuation_enc))
+    assert ours == pytest.approx(reference, abs=1e-4)
+    # lm-eval's multiple_choice metrics: acc = argmax ll, acc_norm = argmax ll / len(choice) in characters
+    m = accuracy_metrics(ours, choices, label=0)
+    assert m["pred"] == int(torch.tensor(reference).argmax())
+    assert m["pred_norm"] == int(torch.tensor([r / len(c) for r, c in zip(reference, choices)]).argmax())

