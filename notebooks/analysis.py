@@ -11,9 +11,10 @@
 # ---
 
 # %% [markdown]
-# # SALAD in miniature: the analysis of the grid (paper Section 3.5, Appendix A.6)
+# # SALAD in miniature: the analysis grid (paper Figures 1, 3, 4, 5; Tables 1, 2, 7)
 #
-# Does misalignment M explain speech accuracy and forgetting F text accuracy (Figure 3, Table 1), do they still
+# How do M, F and accuracy move with α, the data side and the training budget (Figures 4 and 5), how does the
+# text–speech gap shrink with data (Figure 1), does misalignment M explain speech accuracy and forgetting F text accuracy (Figure 3, Table 1), do they still
 # once α and the training budget are controlled for (Table 7), and how does M scale with training tokens
 # (Table 2)? The statistics live in `salad.analysis` (on top of `salad.statistics`), which also documents what
 # is fixed where the paper leaves a choice; this notebook only loads the grid, calls them, and tabulates and
@@ -27,6 +28,7 @@ reports = "reports"
 root = "."
 
 # %%
+import json
 from pathlib import Path
 
 import matplotlib
@@ -38,13 +40,99 @@ import pandas as pd
 from salad import analysis
 from salad.config import load_params
 from salad.grid import grid_results
-from salad.report import save_figure, save_table
+from salad.results import grid_teacher_accuracy
+from salad.report import save_figure, save_metrics, save_table
 
 root = Path(root)
 params = load_params(params_path)
 grid = grid_results(params, root / "metrics")
 narrow = analysis.prepare(grid, analysis.NARROW)
 print(f"{len(grid)} grid models; {len(narrow)} on the narrow side ({analysis.NARROW!r}) used for Fig 3, Tables 1 and 7")
+
+# %% [markdown]
+# ## The grid: M, F and accuracy over training positions, by α and data side (Figures 4 and 5)
+#
+# Every cell (data side × α) is one run whose smaller budgets branch their own learning-rate decays; each point
+# is one model. `speech` is D_speech (books in several voices: the narrow natural side), `broad` is D_broad
+# (D_web documents in the fixed voice: the broad synthetic side). Accuracy is the average over tasks of the best
+# prompt format's headline accuracy on the first `grid.eval_items` items of every task and format.
+
+# %%
+evaluate = json.loads((root / "metrics" / "evaluate.json").read_text())
+save_table(grid, "grid", reports,
+           caption=f"The analysis grid: {len(grid)} models ({len(params.grid.alphas)} α × {len(params.grid.data)} "
+                   f"data sides × {len(params.grid.budgets) + 1} budgets); M ± standard error over "
+                   f"{params.measure.layouts} span layouts; accuracies are {evaluate['headline']}.")
+side_titles = {"speech": "D_speech (narrow, natural side)", "broad": "D_broad (broad, synthetic side)"}
+colors = dict(zip(params.grid.alphas, plt.cm.viridis([i / max(1, len(params.grid.alphas) - 1)
+                                                      for i in range(len(params.grid.alphas))])))
+
+
+def grid_panels(rows):
+    fig, axes = plt.subplots(len(rows), len(params.grid.data),
+                             figsize=(5.2 * len(params.grid.data), 3.2 * len(rows)), sharex=True, sharey="row",
+                             squeeze=False)
+    for col, data in enumerate(params.grid.data):
+        for r, (key, label, log) in enumerate(rows):
+            ax = axes[r][col]
+            for alpha in params.grid.alphas:
+                cell = grid[(grid["data"] == data) & (grid["alpha"] == alpha)]
+                ax.plot(cell["positions"], cell[key], "o-", color=colors[alpha], label=f"α = {alpha:g}")
+                if key == "M":
+                    ax.fill_between(cell["positions"], cell["M"] - cell["M_se"], cell["M"] + cell["M_se"],
+                                    color=colors[alpha], alpha=0.2)
+            ax.set(xscale="log", yscale="log" if log else "linear", ylabel=label if col == 0 else None)
+            if r == 0:
+                ax.set_title(side_titles.get(data, data))
+            if r == len(rows) - 1:
+                ax.set_xlabel("training positions")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+save_figure(grid_panels([("M", "misalignment M (nats per token)", True), ("F", "forgetting F (nats per token)", True),
+                         ("speech_accuracy", "speech accuracy (average)", False)]),
+            "figure4_grid_M_F_speech", reports)
+save_figure(grid_panels([("text_accuracy", "text accuracy (average)", False)]), "figure5_grid_text", reports)
+grid
+
+# %% [markdown]
+# ## Figure 1: the text–speech gap against training data, and per task
+#
+# Left: the gap (the teacher's text accuracy minus the student's speech accuracy, in points, on the grid's items)
+# of every grid model against its training positions, and the main run's gap (on evaluate's items). The paper's
+# left panel places SALAD beside other speech LLMs by training hours; those systems cannot run here, so ours shows
+# the same quantity across our own budgets. Right: the teacher's text and the student's speech accuracy per task
+# (main run, best format each).
+
+# %%
+teacher_grid = grid_teacher_accuracy(root / "data" / "eval" / "teacher.jsonl", root / "data" / "grid", params)
+train = json.loads((root / "metrics" / "train.json").read_text())
+fig, (ax_gap, ax_task) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+ax_gap.set_xscale("log")
+for (data, alpha), cell in grid.groupby(["data", "alpha"]):
+    ax_gap.plot(cell["positions"], 100 * (teacher_grid - cell["speech_accuracy"]), "o-" if data == "speech" else "s--",
+                color=colors[alpha], label=f"{data}, α = {alpha:g}", markerfacecolor="none" if data != "speech" else None)
+ax_gap.plot([train["positions"]], [100 * evaluate["gaps"]["speech"]["average"]], "*", color="C3", markersize=14,
+            label=f"main run (α = {params.alpha:g})")
+ax_gap.axhline(0, color="gray", lw=0.8)
+ax_gap.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the log axis' minor labels overlap
+ax_gap.set(xlabel="training positions", ylabel="text − speech accuracy (points)",
+           title="the text–speech gap against training data")
+ax_gap.legend(fontsize=6.5, ncol=2)
+tasks = list(evaluate["best"]["teacher"]["text"]["tasks"])
+x = range(len(tasks))
+for offset, (model, mode, label, color) in zip((-0.2, 0.2), (("teacher", "text", "teacher, text", "C0"),
+                                                             ("student", "speech", "student, speech", "C1"))):
+    best = evaluate["best"][model][mode]["tasks"]
+    ax_task.bar([i + offset for i in x], [100 * best[t][evaluate["headline"]] for t in tasks], width=0.4,
+                label=label, color=color)
+ax_task.set_xticks(list(x), tasks, rotation=20)
+ax_task.set(ylabel=f"{evaluate['headline']} (%)", title="per task (main run, best format)")
+ax_task.legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, "figure1_gap_vs_data", reports)
 
 # %% [markdown]
 # ## Table 1: univariate and partial R² (with Figure 3's fits)
@@ -54,7 +142,7 @@ print(f"{len(grid)} grid models; {len(narrow)} on the narrow side ({analysis.NAR
 # cross-validated values (its univariate misalignment/speech and forgetting/text cells equal Figure 3's LOOCV R²).
 
 # %%
-t1 = analysis.table1(grid)
+t1 = analysis.or_reason(analysis.table1, grid)
 save_table(t1, "table1", reports,
            caption=f"Table 1: OLS of average speech accuracy (%) and text accuracy (%) on ln M (misalignment) and F "
                    f"(forgetting), {len(narrow)} models of the narrow side; slope in percentage points per unit of "
@@ -79,9 +167,10 @@ panels = [("speech", "ln M (misalignment, nats per token)", "average speech accu
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 for ax, (side, xlabel, ylabel) in zip(axes, panels):
     fit = fits[side]
-    band = fit["band"]
-    ax.fill_between(band["x"], band["lower"], band["upper"], color="C3", alpha=0.2, label="95% CI of the mean")
-    ax.plot(band["x"], band["mean"], "-", color="C3", label="OLS fit (narrow side)")
+    if "band" in fit:  # absent when the fit is not estimable (fit["status"] says why)
+        band = fit["band"]
+        ax.fill_between(band["x"], band["lower"], band["upper"], color="C3", alpha=0.2, label="95% CI of the mean")
+        ax.plot(band["x"], band["mean"], "-", color="C3", label="OLS fit (narrow side)")
     for (data, alpha), cell in everything.groupby(["data", "alpha"]):
         in_fit = data == analysis.NARROW
         ax.scatter(cell[fit["x"]], cell[fit["y"]], marker=markers.get(data, "^"), s=36,
@@ -101,7 +190,7 @@ save_figure(fig, "figure3_accuracy_vs_M_F", reports)
 # without the term) (the paper quotes it for the focal term only).
 
 # %%
-t7 = analysis.table7(grid)
+t7 = analysis.or_reason(analysis.table7, grid)
 save_table(t7, "table7", reports,
            caption=f"Table 7: type-II ANCOVA on the narrow side ({len(narrow)} models); SS in squared percentage "
                    f"points. The paper's residual df is 23 (30 models); the miniature grid has "
@@ -117,9 +206,15 @@ t7
 # The paper's B and Tokens@5%E are in its tokens (billions for the latter) and not comparable in magnitude.
 
 # %%
-t2 = analysis.table2(grid)
+t2 = analysis.or_reason(analysis.table2, grid)
 save_table(t2, "table2", reports,
            caption=f"Table 2: M = E + B·D^(−β) per data side and α > 0 over {len(params.grid.budgets) + 1} models "
                    f"each (D = training positions); tokens_at_5pct_E in positions, tokens_beyond_data when it "
                    f"exceeds the largest D fitted.")
 t2
+
+# %%
+save_metrics({"narrow_models": len(narrow),
+              "speech_vs_logM_loocv_r2": fits["speech"]["loocv_r2"], "speech_vs_logM_slope": fits["speech"]["slope"],
+              "text_vs_F_loocv_r2": fits["text"]["loocv_r2"], "text_vs_F_slope": fits["text"]["slope"],
+              "teacher_accuracy_on_grid_items": teacher_grid}, reports)

@@ -14,8 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from salad.artifacts import ARTIFACTS, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).parent / "offline_guard"
@@ -79,7 +82,7 @@ def test_repro_runs_every_stage_offline_and_is_idempotent(project):
             evaluated = json.loads((cell / "evaluate.json").read_text())["models"]
             assert set(evaluated) == budgets
             assert evaluated[str(grid["tokens"])]["storycloze"]["continuation"]["speech"]["n"] > 0
-    table = (root / "reports" / "tables" / "grid.csv").read_text().splitlines()
+    table = (root / "reports" / "analysis" / "tables" / "grid.csv").read_text().splitlines()
     assert len(table) == 1 + len(grid["data"]) * len(grid["alphas"]) * len(budgets)
 
     # active selection and Stage II: every gamma's D_active within its budgets, every cell trained and scored
@@ -97,15 +100,17 @@ def test_repro_runs_every_stage_offline_and_is_idempotent(project):
             assert read_metrics(root, f"{cell}/train")["active_documents"] == spent["documents"]
             assert math.isfinite(read_metrics(root, f"{cell}/measure")["M"])
             assert read_metrics(root, f"{cell}/evaluate")["results"]["storycloze"]["continuation"]["speech"]["n"] > 0
-    stage2 = (root / "reports" / "tables" / "stage2.csv").read_text().splitlines()
+    stage2 = (root / "reports" / "stage2" / "tables" / "stage2.csv").read_text().splitlines()
     assert len(stage2) == 2 + len(active["gammas"]) * len(active["budgets"])
 
-    for out in ("reports/notebooks/report.ipynb", "reports/tables/misalignment_forgetting.csv",
-                "reports/tables/misalignment_forgetting.md", "reports/tables/benchmarks.csv",
-                "reports/figures/training_and_misalignment.png", "reports/figures/grid_over_tokens.png",
-                "reports/tables/table4_uniform_vs_active.md", "reports/tables/active_clusters.csv",
-                "reports/figures/active_domains.png", "reports/figures/stage2_gamma_budget.png"):
+    # every registered table and figure, every executed notebook, the index and the findings
+    outs = [f"reports/{a.files[i]}" for a in ARTIFACTS for i in (0, 1)]
+    outs += [f"reports/{nb}/{nb}.ipynb" for nb in NOTEBOOKS] + ["reports/README.md"]
+    for out in outs:
         assert (root / out).stat().st_size > 0, out
+    verdicts = pd.read_csv(root / "reports" / "findings" / "tables" / "findings.csv")["verdict"]
+    assert len(verdicts) >= 6 and set(verdicts) <= {"yes", "partly", "no", "not measurable"}
+    assert "## Findings" in (root / "reports" / "README.md").read_text()
 
     again = sh("dvc repro", root, env)
     assert "Running stage" not in again, again

@@ -50,7 +50,8 @@ from salad.statistics import (
     partial_r2,
 )
 
-__all__ = ["NARROW", "DATA_LABELS", "prepare", "table1", "table7", "table2", "figure3_fits", "ols_band"]
+__all__ = ["NARROW", "DATA_LABELS", "prepare", "table1", "table7", "table2", "figure3_fits", "ols_band",
+           "or_reason"]
 
 NARROW = "speech"
 """The grid's narrow data side, standing for the paper's LibriHeavy + Emilia (the sample of Fig 3, Tables 1 and 7)."""
@@ -121,11 +122,25 @@ def figure3_fits(grid: pd.DataFrame, data: str | None = NARROW, level: float = 0
     out = {}
     for side, (xcol, _) in _FIG3.items():
         ycol = _RESPONSES[side][0]
+        if frame[ycol].nunique() < 2 or frame[xcol].nunique() < 2 or len(frame) < 3:
+            out[side] = {"x": xcol, "y": ycol, "n": len(frame), "loocv_r2": math.nan, "r2": math.nan,
+                         "slope": math.nan, "status": f"not estimable: {ycol} or {xcol} is constant, or n < 3"}
+            continue
         fit = ols(frame[ycol], frame[xcol])
         out[side] = {"x": xcol, "y": ycol, "slope": float(fit.coef[1]), "intercept": float(fit.coef[0]),
                      "r2": fit.r2, "loocv_r2": loocv_r2(frame[ycol], frame[xcol]), "n": fit.n,
-                     "band": ols_band(frame[xcol], frame[ycol], level=level, points=points)}
+                     "band": ols_band(frame[xcol], frame[ycol], level=level, points=points), "status": "ok"}
     return out
+
+
+def or_reason(table, grid: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """`table(grid, **kwargs)`, or, when the grid cannot support it (fewer models than coefficients, one α level,
+    a constant response: the statistics raise ValueError), a one-row frame whose `status` gives the reason. A tiny
+    profile (params/ci.yaml) still renders its report, with the reason printed where the numbers would be."""
+    try:
+        return table(grid, **kwargs)
+    except ValueError as e:
+        return pd.DataFrame([{"status": f"not estimable on this grid: {e}"}])
 
 
 def table1(grid: pd.DataFrame, data: str | None = NARROW) -> pd.DataFrame:

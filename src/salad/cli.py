@@ -95,9 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--gamma", type=float, required=True, help="the cell's gamma (one of active.gammas)")
         p.add_argument("--budget", type=float, required=True,
                        help="the cell's budget, a fraction of D_speech's audio (one of active.budgets)")
-    report = _stage("report", "execute a report notebook with papermill", sub,
-                    ("notebook", "notebooks/report.py"), ("out", "reports"))
+    _stage("stage2-mmsu", "the active Stage II model on every MMSU item of `evaluate`, in speech (Figure 7)", sub,
+           ("teacher", "data/models/teacher"), ("model", "data/stage2/cell/model"), ("root", "."),
+           ("features", "data/features"), ("out", "data/stage2_mmsu.jsonl"), ("metrics", "metrics/stage2_mmsu.json"))
+    report = _stage("report", "execute a report notebook with papermill into reports/<notebook>/", sub,
+                    ("notebook", "notebooks/stage1.py"), ("out", "reports/stage1"))
     report.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    _stage("report-index", "reports/README.md from the artifact registry, dvc.yaml and the rendered reports", sub,
+           ("reports", "reports"), ("out", "reports/README.md"))
     return parser
 
 
@@ -115,6 +120,7 @@ CELL_STAGES = {  # stage: (module, function, the arguments after params, in orde
                      "gamma budget teacher stage1 prepared speech features select out live metrics checkpoints"),
     "stage2-measure": ("salad.stage2", "measure_cell", "gamma budget teacher model speech features metrics"),
     "stage2-evaluate": ("salad.stage2", "evaluate_cell", "gamma budget teacher model root features out metrics"),
+    "stage2-mmsu": ("salad.category_gains", "mmsu_stage", "teacher model root features out metrics"),
 }
 
 
@@ -157,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "report":
         from salad.report import run_notebook
         result = run_notebook(args.notebook, args.out, params_path=args.params, timeout=args.timeout)
+    elif args.stage == "report-index":
+        from salad.report import write_index
+        write_index(args.reports, args.out)
+        result = {"index": str(args.out)}
     else:  # pragma: no cover - argparse rejects unknown stages
         raise AssertionError(args.stage)
     json.dump(result, sys.stdout, indent=2, default=str)

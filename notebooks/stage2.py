@@ -1,0 +1,191 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # SALAD in miniature: Stage II and active selection (paper Section 4: Figures 2, 6, 7, 8, 9; Table 4)
+#
+# Where the corpora fall among the selection pool's clusters and where the Stage I model is misaligned (Figures
+# 2 and 9), what Stage II gains with uniform and active selection (Table 4, Figure 6), per MMSU category (Figure 7)
+# and per task over training (Figure 8). This notebook only loads, calls `salad`, tabulates and plots.
+
+# %% tags=["parameters"]
+params_path = "params.yaml"
+reports = "reports"
+root = "."
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from salad import paper_tables
+from salad.config import load_params
+from salad.report import save_figure, save_metrics, save_table
+from salad.category_gains import mmsu_category_gains
+from salad.results import checkpoint_positions, stage2_per_task
+from salad.stage2 import cell_name, stage2_results
+
+root = Path(root)
+params = load_params(params_path)
+evaluate = json.loads((root / "metrics" / "evaluate.json").read_text())
+stage1_records = root / "data" / "eval" / "student.jsonl"
+uniform, active = cell_name(0.0, params.active.budget), cell_name(params.active.gamma, params.active.budget)
+
+# %% [markdown]
+# ## Active selection: where the corpora fall, where the model is misaligned, what Stage II drew (paper Figures 2 and 9)
+#
+# D_web's selection pool is clustered (balanced k-means on sentence embeddings); each cluster is labelled by its
+# most distinctive terms (class-based TF-IDF). D_speech's texts are assigned to the nearest centroid. M(c) is the
+# Stage I model's L_DIST on the cluster's probe documents; D_active is drawn in proportion to P_web(c)·M(c)^γ.
+
+# %%
+from salad.active_data import cluster_table
+
+clusters = cluster_table(params, root / "metrics").sort_values("M", ascending=False, ignore_index=True)
+save_table(clusters, "active_clusters", reports,
+           caption=f"{params.active.clusters} clusters of {params.active.pool_docs or 'all'} D_web documents "
+                   f"({params.active.embedder}); shares of each corpus per cluster; M(c) ± se over "
+                   f"{params.measure.layouts} layouts of {params.active.probes_per_cluster} probes per cluster; "
+                   f"D_active at budget {params.active.budget:g} of D_speech.")
+share_cols = [c for c in clusters.columns if c.endswith("_share") or c.startswith("active_share")]
+fig, (ax_share, ax_m) = plt.subplots(1, 2, figsize=(13, 0.32 * len(clusters) + 1.5), sharey=True,
+                                     gridspec_kw={"width_ratios": [2, 1]})
+y = range(len(clusters))
+height = 0.8 / len(share_cols)
+names = {"web_share": "D_web (text)", "speech_share": "D_speech (spoken books)"}
+for i, col in enumerate(share_cols):
+    label = names.get(col, f"D_active, γ = {col.removeprefix('active_share_gamma')}")
+    ax_share.barh([v + (i - (len(share_cols) - 1) / 2) * height for v in y], clusters[col], height=height, label=label)
+ax_share.set(yticks=list(y), yticklabels=clusters["label"], xlabel="share of the corpus")
+ax_share.invert_yaxis()
+ax_share.legend(fontsize=8)
+ax_m.errorbar(clusters["M"], list(y), xerr=clusters["M_se"], fmt="o", color="black")
+ax_m.set(xlabel="M(c): Stage I L_DIST on probes (nats per token)")
+fig.tight_layout()
+save_figure(fig, "active_domains", reports)
+clusters
+
+# %% [markdown]
+# ## Stage II: the γ × budget sweep (Figure 6) and uniform vs active selection (Table 4)
+#
+# Every Stage II model resumes Stage I's pre-decay checkpoint and trains on D_speech, D_active and text with equal
+# probability for the same number of positions; γ = 0 is uniform selection. The Stage I row is the main run,
+# scored on the same benchmark items. Accuracy is the average over tasks of the best prompt format's headline
+# accuracy on the first `active.eval_items` items of every task and format.
+
+# %%
+stage2 = stage2_results(params, root / "metrics", stage1_records, root / "data" / "stage2")
+save_table(stage2, "stage2", reports,
+           caption=f"Stage I and every Stage II model ({len(params.active.gammas)} γ × {len(params.active.budgets)} "
+                   f"budgets, {params.active.tokens} positions each); budgets are fractions of D_speech's audio; "
+                   f"accuracies ({evaluate['headline']}) on the first {params.active.eval_items} items of each task "
+                   f"and format.")
+per_task = stage2_per_task(params, stage1_records, root / "data" / "stage2",
+                             [(0.0, params.active.budget), (params.active.gamma, params.active.budget)])
+table4 = paper_tables.table4(per_task, uniform, active)
+save_table(table4, "table4_uniform_vs_active", reports,
+           caption=f"Table 4: speech accuracy (%) per task of Stage I and of Stage II with uniform (γ = 0) and active "
+                   f"(γ = {params.active.gamma:g}) selection at a budget of {params.active.budget:g} of D_speech's "
+                   f"audio, first {params.active.eval_items} items per task and format, beside the paper's SALAD-3B "
+                   f"(budget 1%, γ = 5; its average is our mean of its six cells).")
+
+stage1_row = stage2[stage2["stage"] == "I"].iloc[0]
+cells = stage2[stage2["stage"] == "II"]
+panels = [("speech_accuracy", "speech accuracy (average)"), ("text_accuracy", "text accuracy (average)"),
+          ("M", "misalignment M (nats per token)")]
+fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
+gamma_colors = plt.cm.plasma([i / max(1, len(params.active.gammas) - 1) * 0.85
+                              for i in range(len(params.active.gammas))])
+for ax, (key, label) in zip(axes, panels):
+    for gamma, color in zip(params.active.gammas, gamma_colors):
+        row = cells[cells["gamma"] == gamma].sort_values("budget")
+        ax.plot(row["budget"] * 100, row[key], "o-", color=color, label=f"γ = {gamma:g}")
+        if key == "M":
+            ax.fill_between(row["budget"] * 100, row["M"] - row["M_se"], row["M"] + row["M_se"], color=color,
+                            alpha=0.15)
+    ax.axhline(stage1_row[key], color="gray", linestyle="--", label="Stage I")
+    ax.set(xscale="log", xlabel="synthesis budget (% of D_speech audio)", ylabel=label)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+save_figure(fig, "figure6_stage2_gamma_budget", reports)
+table4
+
+# %% [markdown]
+# ## Figure 7: per-category MMSU gains from Stage I to Stage II
+#
+# The active Stage II model (γ = `active.gamma`, budget `active.budget`) scored on every MMSU item the main run was
+# scored on (stage `stage2-mmsu`), in Stage I's best speech format for MMSU; per category an exact McNemar test on
+# the paired items, Holm-adjusted over categories. Categories with a significant gain are highlighted.
+
+# %%
+mmsu_format = evaluate["best"]["student"]["speech"]["tasks"]["mmsu"]["format"]
+categories = mmsu_category_gains(stage1_records, root / "data" / "stage2_mmsu.jsonl",
+                                 root / "data" / "prepared" / "mmsu.jsonl", mmsu_format)
+save_table(categories, "mmsu_categories", reports,
+           caption=f"MMSU speech {evaluate['headline']} (%) per category, Stage I vs Stage II (γ = "
+                   f"{params.active.gamma:g}, budget {params.active.budget:g}), format {mmsu_format}; gained/lost: "
+                   f"items only Stage II / only Stage I answers; p: exact McNemar, p_adjusted: Holm.")
+order = categories.sort_values("gain", ascending=False)
+fig, ax = plt.subplots(figsize=(9, 3.8))
+ax.bar(order["category"], order["gain"], color=["C2" if s else "C7" for s in order["improved"]])
+for i, (_, r) in enumerate(order.iterrows()):
+    ax.annotate(f"n={r['n']}", (i, r["gain"]), ha="center", va="bottom" if r["gain"] >= 0 else "top", fontsize=7)
+ax.axhline(0, color="black", lw=0.8)
+ax.set(ylabel="Stage II − Stage I accuracy (points)",
+       title=f"MMSU per category: {int(order['improved'].sum())} of {len(order)} significant gains "
+             f"(Holm-adjusted p < 0.05, green)")
+ax.tick_params(axis="x", rotation=35)
+fig.tight_layout()
+save_figure(fig, "figure7_mmsu_categories", reports)
+categories
+
+# %% [markdown]
+# ## Figure 8: per-task speech accuracy over training, Stage I then Stage II
+#
+# Stage I (the main run, after its decay) at its training positions, and the uniform and active Stage II models at
+# the positions they have seen: Stage I's up to its pre-decay checkpoint plus Stage II's, on the Stage II cells'
+# items. Stage II branches from the pre-decay checkpoint, so it can sit left of Stage I's decayed end point.
+
+# %%
+stage1_positions = json.loads((root / "metrics" / "train.json").read_text())["positions"]
+pre_decay = checkpoint_positions(root / "data" / "models" / "student" / "pre_decay.pt")
+seen = {column: pre_decay + json.loads((root / "metrics" / "stage2" / column / "train.json").read_text())["positions"]
+        for column in (uniform, active)}
+tasks = [t for t in per_task["task"] if t != "average"]
+fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), sharey=False)
+for ax, task in zip(axes, tasks):
+    r = per_task[per_task["task"] == task].iloc[0]
+    ax.plot([stage1_positions], [100 * r["Stage I"]], "o", color="gray", label="Stage I")
+    for name, column, style in (("uniform", uniform, dict(marker="D", markersize=11, markerfacecolor="none",
+                                                          color="C0")),
+                                (f"active γ = {params.active.gamma:g}", active, dict(marker="s", color="C3"))):
+        ax.plot([seen[column]], [100 * r[column]], linestyle="none", label=f"Stage II, {name}", **style)
+    ax.set(title=task, xlabel="training positions")
+axes[0].set_ylabel(f"speech {evaluate['headline']} (%)")
+axes[-1].legend(fontsize=7)
+fig.tight_layout()
+save_figure(fig, "figure8_stage1_vs_stage2", reports)
+
+# %%
+t4 = table4.set_index("task")
+save_metrics({"M_stage1": stage1_row["M"],
+              "M_uniform": float(cells[(cells["gamma"] == 0.0) & (cells["budget"] == params.active.budget)]["M"].iloc[0]),
+              "M_active": float(cells[(cells["gamma"] == params.active.gamma)
+                                      & (cells["budget"] == params.active.budget)]["M"].iloc[0]),
+              "speech_accuracy_pct_uniform": t4.loc["average", "uniform"],
+              "speech_accuracy_pct_active": t4.loc["average", "active"],
+              "mmsu_categories_improved": int(categories["improved"].sum())}, reports)
