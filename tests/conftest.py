@@ -102,6 +102,11 @@ def world(tmp_path_factory):
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path_factory.mktemp("world")
     params = load_params(repo / "params" / "ci.yaml")
+    # MMSU is read from data/prepared under the synthesis root (the repository here, where a fresh clone has no
+    # prepared data): this world evaluates only the tasks read from data/raw
+    import dataclasses
+    params = dataclasses.replace(params, evaluate=dataclasses.replace(
+        params.evaluate, tasks=tuple(t for t in params.evaluate.tasks if t != "mmsu") or ("storycloze",)))
     prepare(params, repo / "data" / "raw", root / "prepared")
     train_teacher(params, root / "prepared", root / "teacher", root / "live_teacher", root / "teacher.json")
     synthesize(params, root / "prepared", repo, root / "speech")
