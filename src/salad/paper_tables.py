@@ -53,9 +53,10 @@ def _ours(evaluate: dict, model: str, mode: str, gap: str | None, task: str | No
 
 
 def _rows(evaluate: dict, table: str, columns: list[tuple[str, str, str, str | None]],
-          paper_rows: list[tuple[str, str]], column_of) -> pd.DataFrame:
+          paper_rows: list[tuple[str, str]], column_of, gap_header: str = "Gap") -> pd.DataFrame:
     """One row per task and an average row. `columns`: (our column, model, mode, gap name); `paper_rows`:
-    (our column, the paper's row); `column_of(task)` gives the paper's column prefix for a task (None: no cell)."""
+    (our column, the paper's row); `column_of(task)` gives the paper's column prefix for a task (None: no cell);
+    the paper's columns are "<prefix> Acc." and "<prefix> <gap_header>"."""
     rows = []
     for task in [*_tasks(evaluate), None]:
         prefix = column_of(task) if task else "Avg."
@@ -64,7 +65,7 @@ def _rows(evaluate: dict, table: str, columns: list[tuple[str, str, str, str | N
             row[f"{name}_acc"], row[f"{name}_gap"] = _ours(evaluate, model, mode, gap, task)
         for name, paper_row in paper_rows:
             row[f"paper_{name}_acc"] = _paper(table, paper_row, f"{prefix} Acc." if prefix else None)
-            row[f"paper_{name}_gap"] = _paper(table, paper_row, f"{prefix} Gap" if prefix else None)
+            row[f"paper_{name}_gap"] = _paper(table, paper_row, f"{prefix} {gap_header}" if prefix else None)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -88,17 +89,11 @@ def table5(evaluate: dict, size: str = "3B") -> pd.DataFrame:
 def table8(evaluate: dict, size: str = "3B") -> pd.DataFrame:
     """Table 8: speech accuracy and gap in a second voice (ours: `evaluate.second_voice`; the paper: VoiceBench's
     human-recorded MMSU and OBQA), with the fixed voice beside it; the paper prints MMSU and OBQA only."""
-    frame = _rows(evaluate, "Table 8",
-                  [("student_voice2", "student_voice2", "speech", "speech_voice2"),
-                   ("student_fixed_voice", "student", "speech", "speech")],
-                  [("SALAD_stage1", f"SALAD-{size} Stg. I"), ("SALAD_stage2", f"SALAD-{size} Stg. II")],
-                  lambda task: PAPER_TASKS[task][2])
-    # Table 8's gap columns carry a unit in their name
-    for stage, row in (("stage1", f"SALAD-{size} Stg. I"), ("stage2", f"SALAD-{size} Stg. II")):
-        frame[f"paper_SALAD_{stage}_gap"] = [
-            _paper("Table 8", row, f"{PAPER_TASKS[t][2]} Gap (%)" if t in PAPER_TASKS and PAPER_TASKS[t][2] else None)
-            for t in frame["task"]]
-    return frame
+    return _rows(evaluate, "Table 8",
+                 [("student_voice2", "student_voice2", "speech", "speech_voice2"),
+                  ("student_fixed_voice", "student", "speech", "speech")],
+                 [("SALAD_stage1", f"SALAD-{size} Stg. I"), ("SALAD_stage2", f"SALAD-{size} Stg. II")],
+                 lambda task: PAPER_TASKS[task][2], gap_header="Gap (%)")  # Table 8's gap header carries a unit
 
 
 def table4(per_task: pd.DataFrame, uniform: str, active: str) -> pd.DataFrame:

@@ -49,12 +49,11 @@ def stage2_per_task(params: Params, stage1_records: Path, stage2_root: Path, cel
     """Best-format headline accuracy (0–1) per task in `mode` and its average over tasks (row `average`): column
     "Stage I" (the main run's records on the cells' items) and one column per (gamma, budget) Stage II cell, named
     by salad.stage2.cell_name."""
-    from salad.stage2 import cell_name
+    from salad.stage2 import _check_cell, cell_name
 
     columns, every = {}, []
     for gamma, budget in cells:
-        if gamma not in params.active.gammas or budget not in params.active.budgets:
-            raise ValueError(f"cell gamma={gamma}, budget={budget} is not in active.gammas × active.budgets")
+        _check_cell(params, gamma, budget)
         path = Path(stage2_root) / cell_name(gamma, budget) / "eval.jsonl"
         if not path.exists():
             raise FileNotFoundError(f"Stage II cell {cell_name(gamma, budget)}: {path} is missing; run `dvc repro`")
