@@ -17,7 +17,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist loadfile   # two workers; a file stays on one worker (module fixtures are built once)
 DVC_ARGS ?=
 
 .PHONY: help install repro test clean

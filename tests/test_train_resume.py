@@ -111,7 +111,7 @@ def test_two_torchrun_processes_reproduce_the_one_process_loss_curve(world, tmp_
     raw["train"].update(log_every=1, budgets=[], checkpoint_every=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "salad.cli", "train", "--params", str(tmp_path / "params.yaml"), "--teacher", str(root / "teacher"),
            "--prepared", str(root / "prepared"), "--speech", str(root / "speech"), "--features",
            str(root / "features"), "--out", str(tmp_path / "two"), "--live", str(tmp_path / "live_two"),

@@ -7,11 +7,13 @@ input and output paths, and prints the stage's summary as JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 from pathlib import Path
 
+from salad.estimate import Rates
 from salad.offline import go_offline
 
 
@@ -103,6 +105,33 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     _stage("report-index", "reports/README.md from the artifact registry, dvc.yaml and the rendered reports", sub,
            ("reports", "reports"), ("out", "reports/README.md"))
+    base = _stage("baseline", "score another speech LLM (Tables 3 and 5) on the evaluate stage's items", sub,
+                  ("root", "."), ("speech", "data/speech"), ("out", "data/baselines"))
+    base.add_argument("--name", required=True, help="a key of salad.baselines.BASELINES, e.g. qwen2-audio-7b-instruct")
+    base.add_argument("--model", type=Path, required=True, help="local folder of the model (its hub checkpoint)")
+    base.add_argument("--asr-model", type=Path, default=None,
+                      help="cascade only: local Whisper folder (default: evaluate.asr_model; null: oracle transcript)")
+    base.add_argument("--reference", type=Path, default=None,
+                      help="text-mode records (.jsonl) of the baseline's text backbone, for the gaps")
+    base.add_argument("--modes", nargs="+", default=["text", "speech"], choices=["text", "speech"])
+    base.add_argument("--limit", type=int, default=None, help="only the first N items of every task and format")
+    base.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    base.add_argument("--metrics", type=Path, default=None, help="(default: metrics/baselines/<name>.json)")
+    # tools around the pipeline (not DVC stages)
+    check = sub.add_parser("check-profile", help="validate a profile end to end on tiny stand-ins of its models, "
+                                                 "and list the local files it needs")
+    check.add_argument("profile", type=Path, help="params file, e.g. params/paper-3b.yaml")
+    check.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
+    check.add_argument("--raw", type=Path, default=Path("data/raw"), help="(default: data/raw)")
+    check.add_argument("--out", type=Path, default=None, help="also write the report as JSON to this file")
+    est = _stage("estimate", "dry run: audio hours, disk and GPU-hours of a profile (--params), printed", sub)
+    for f in dataclasses.fields(Rates):  # each assumption of the estimate (salad.estimate.Rates) is a flag
+        est.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                         help=f"(default: {f.default:g})")
+    est.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    fetch = _stage("fetch", "stream a corpus of the profile's `corpora` section into local parts (resumable; "
+                            "torchrun ranks or RANK/WORLD_SIZE split it)", sub)
+    fetch.add_argument("--corpus", required=True, choices=["web", "text_mix", "natural_speech"])
     return parser
 
 
@@ -125,12 +154,36 @@ CELL_STAGES = {  # stage: (module, function, the arguments after params, in orde
 
 
 def main(argv: list[str] | None = None) -> int:
-    go_offline()
     args = build_parser().parse_args(argv)
+    if args.stage != "fetch":  # fetching a corpus is the one command that may reach the hub
+        go_offline()
+    if args.stage == "check-profile":
+        return _check_profile(args)
     from salad.config import load_params
 
     params = load_params(args.params)
-    if args.stage == "prepare":
+    if args.stage == "estimate":
+        from salad.estimate import estimate, format_estimate
+        rates = Rates(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Rates)})
+        result = estimate(params, rates)
+        if not args.json:
+            print(format_estimate(result))
+            return 0
+    elif args.stage == "fetch":
+        from salad.corpora import fetch
+        spec = getattr(params.corpora, args.corpus)
+        if spec is None:
+            raise SystemExit(f"{args.params}: corpora.{args.corpus} is null: name the corpus to fetch there")
+        c = params.corpora
+        result = fetch(args.corpus, spec, Path(c.out) / args.corpus, docs_per_part=c.docs_per_part,
+                       max_documents=c.max_documents)
+    elif args.stage == "baseline":
+        from salad.baselines import evaluate_baseline
+        result = evaluate_baseline(params, args.name, args.model, args.root, args.speech, args.out,
+                                   args.metrics or Path("metrics/baselines") / f"{args.name}.json",
+                                   asr_model=args.asr_model, reference=args.reference, modes=tuple(args.modes),
+                                   limit=args.limit, device=args.device)
+    elif args.stage == "prepare":
         from salad.prepare import prepare
         result = prepare(params, args.raw, args.out)
     elif args.stage == "teacher":
@@ -171,6 +224,20 @@ def main(argv: list[str] | None = None) -> int:
         raise AssertionError(args.stage)
     json.dump(result, sys.stdout, indent=2, default=str)
     print()
+    return 0
+
+
+def _check_profile(args) -> int:
+    import tempfile
+
+    from salad.profile_check import check_profile, format_report
+
+    with tempfile.TemporaryDirectory(prefix="salad-check-") as tmp:
+        report = check_profile(args.profile, args.work or tmp, raw=args.raw)
+    if args.out:
+        from salad.atomic import write_json
+        write_json(args.out, json.loads(json.dumps(report, default=str)))
+    print(format_report(report))
     return 0
 
 

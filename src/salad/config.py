@@ -79,6 +79,14 @@ class PrepareConfig:
     """Questions drawn per category (fewer if the category has fewer eligible items)."""
     mmsu_options: int = 4
     """Options per MMSU item: the gold answer plus mmsu_options-1 seeded distractors, in seeded order."""
+    web_corpus: str | None = None
+    """Folder of a broad corpus fetched by `salad fetch --corpus web` (committed parts of {id, text}) read as the
+    broad documents instead of the shipped text/broad_mixed_en.jsonl.gz; paper scale: data/corpora/web (FineWeb-Edu).
+    null: the shipped file."""
+    text_mix_corpus: str | None = None
+    """Folder of a corpus fetched by `salad fetch --corpus text_mix` (paper: the SmolLM corpus), chunked like the
+    broad documents into text_mix.jsonl, the text-only batches of Stage I and II. null: they come from web.jsonl
+    (D_web), as in the miniature world."""
 
     def __post_init__(self):
         w = "prepare"
@@ -87,6 +95,10 @@ class PrepareConfig:
         _check(0.0 <= self.teacher_book_fraction < 1.0, f"{w}.teacher_book_fraction", "must be in [0, 1)")
         _check(self.mmsu_options >= 2, f"{w}.mmsu_options", "must be at least 2")
         _check(len(self.mmsu_categories) > 0, f"{w}.mmsu_categories", "must not be empty")
+        for key in ("web_corpus", "text_mix_corpus"):
+            value = getattr(self, key)
+            _check(value is None or (isinstance(value, str) and value.strip() != ""), f"{w}.{key}",
+                   f"expected a folder or null, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -287,6 +299,18 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     """Optimizer steps between checkpoints (model, optimizer, schedule, data position, RNG); 0 disables them."""
+    fsdp: bool = False
+    """Shard the student's parameters, gradients and AdamW states, and the frozen teacher's decoder layers, over the
+    torchrun processes with FSDP2 (salad.fsdp): what makes 3B/7B fit. FSDP reduce-scatters the gradients in place of
+    the hand-written all-reduce; checkpoints and models are gathered to full tensors and keep their format. Runs in
+    one process too. Changes memory, not results (up to summation order); needs batch_size % processes == 0."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations (the LM's and the adapter's) in the backward pass instead of
+    keeping them. Needs fsdp: true. Changes memory and time, not results."""
+    precision: str = "fp32"
+    """'fp32', or 'bf16' (needs fsdp: true): the student computes in bf16 (FSDP mixed precision: parameters gathered
+    in bf16, gradients reduced in fp32; master weights and AdamW states stay fp32) and the frozen teacher is held in
+    bf16. Changes results (it is part of a checkpoint's fingerprint)."""
 
     def __post_init__(self):
         w = "train"
@@ -308,6 +332,13 @@ class TrainConfig:
         _check(self.adapter_heads % self.adapter_kv_heads == 0, f"{w}.adapter_heads", "must be divisible by kv heads")
         _check(0.0 <= self.speech_probability <= 1.0, f"{w}.speech_probability", "must be in [0, 1]")
         _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
+        _check(self.precision in ("fp32", "bf16"), f"{w}.precision",
+               f"must be 'fp32' or 'bf16', got {self.precision!r}")
+        # Both are options of the sharded path (salad.fsdp), which also runs in one process; the unsharded path
+        # stays the plain fp32 one whose results the tests pin down.
+        for key, on in (("precision", self.precision != "fp32"),
+                        ("activation_checkpointing", self.activation_checkpointing)):
+            _check(not on or self.fsdp, f"{w}.{key}", "needs train.fsdp: true (FSDP runs in one process too)")
 
 
 @dataclass(frozen=True)
@@ -468,6 +499,42 @@ class ActiveConfig:
 
 
 @dataclass(frozen=True)
+class CorporaConfig:
+    """Paper-scale corpora streamed through `datasets` by `salad fetch --corpus <name>` into `<out>/<name>/` (parts
+    that resume after a kill, split over torchrun ranks or an array of jobs; salad.corpora). Each source is a name of
+    salad.corpora.KNOWN_SOURCES (e.g. fineweb-edu-10bt) or a mapping of CorpusSource fields (hub id or a local builder
+    json/parquet/webdataset with data_files). Not a DVC stage: run once per machine, before `dvc repro`; the prepare
+    stage reads what it wrote (prepare.web_corpus, prepare.text_mix_corpus). null: not used (the miniature world)."""
+
+    web: str | dict | None = None
+    """D_web (paper: FineWeb-Edu, its 10B-token sample)."""
+    text_mix: str | dict | None = None
+    """The text-only corpus mixed into training (paper: the SmolLM corpus)."""
+    natural_speech: str | dict | None = None
+    """Natural speech in webdataset shards (paper: Emilia-YODAS, English) -> audio files and a manifest per part
+    for the natural stage. LibriHeavy needs no fetch: its lhotse cuts are read by natural.manifest directly."""
+    out: str = "data/corpora"
+    docs_per_part: int = 100_000
+    """Documents (utterances for speech) per committed part: the unit of resumption."""
+    max_documents: int | None = None
+    """Stop after this many documents per rank (null: the whole stream)."""
+
+    def __post_init__(self):
+        from salad.corpora import source_of
+
+        for key in ("web", "text_mix", "natural_speech"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    source_of(value)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise ConfigError(f"corpora.{key}: {e}") from None
+        _positive(self, "corpora", "docs_per_part")
+        _check(self.max_documents is None or self.max_documents > 0, "corpora.max_documents",
+               "must be positive or null")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params file (defaults are the embedded default world of params.yaml). `seed` and `alpha` are top level so that `dvc exp run -S alpha=0.5` works."""
 
@@ -484,6 +551,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     active: ActiveConfig = field(default_factory=ActiveConfig)
+    corpora: CorporaConfig = field(default_factory=CorporaConfig)
 
     def __post_init__(self):
         _check(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
@@ -495,7 +563,7 @@ SECTIONS = {
     "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig,
     "natural": NaturalConfig, "encode": EncodeConfig,
     "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig, "grid": GridConfig,
-    "active": ActiveConfig,
+    "active": ActiveConfig, "corpora": CorporaConfig,
 }
 
 

@@ -21,6 +21,7 @@ hub name fails with `datasets`' own "couldn't reach the Hub" error, raised here 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -30,7 +31,8 @@ from typing import Iterator
 
 from salad.atomic import atomic_path, read_json, write_json, write_jsonl
 
-__all__ = ["CorpusSource", "KNOWN_SOURCES", "stream_documents", "fetch_text", "fetch_webdataset_speech"]
+__all__ = ["CorpusSource", "KNOWN_SOURCES", "source_of", "fetch", "stream_documents", "fetch_text",
+           "fetch_webdataset_speech", "read_parts"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,33 @@ KNOWN_SOURCES: dict[str, CorpusSource] = {
     # natural speech: Emilia's YODAS part, English (webdataset tars of mp3 + json)
     "emilia-yodas-en": CorpusSource("amphion/Emilia-Dataset", data_files=("Emilia-YODAS/EN/*.tar",), id_field=None),
 }
+
+
+def source_of(spec: str | dict) -> CorpusSource:
+    """A corpus named in params: a key of KNOWN_SOURCES, or a mapping of CorpusSource fields."""
+    if isinstance(spec, str):
+        if spec not in KNOWN_SOURCES:
+            raise KeyError(f"unknown corpus {spec!r}; known: {sorted(KNOWN_SOURCES)} (or give CorpusSource fields)")
+        return KNOWN_SOURCES[spec]
+    if not isinstance(spec, dict):
+        raise TypeError(f"a corpus is a name or a mapping of CorpusSource fields, not {spec!r}")
+    fields = {f.name for f in dataclasses.fields(CorpusSource)}
+    unknown = sorted(set(spec) - fields)
+    if unknown:
+        raise ValueError(f"unknown CorpusSource field(s) {unknown}; allowed: {sorted(fields)}")
+    return CorpusSource(**spec)
+
+
+def fetch(kind: str, spec: str | dict, out: str | Path, *, docs_per_part: int, max_documents: int | None) -> dict:
+    """`salad fetch`: this process's rank (torchrun's RANK/WORLD_SIZE) of corpus `kind` into `out`."""
+    from salad.store import distributed_rank
+
+    rank, world_size = distributed_rank()
+    source = source_of(spec)
+    run = fetch_webdataset_speech if kind == "natural_speech" else fetch_text
+    return {"corpus": kind, "source": source.name, "out": str(out),
+            **run(source, out, docs_per_part=docs_per_part, max_documents=max_documents, rank=rank,
+                  world_size=world_size)}
 
 
 def _load_stream(source: CorpusSource, features=None):

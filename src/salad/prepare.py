@@ -16,6 +16,7 @@ Outputs (under `out`, written as one directory that appears whole or not at all)
 | `speech.jsonl`   | `{id, book, pg_id, text}`   | D_speech text: chunks of the speech books, to be synthesized |
 | `pretrain.jsonl` | `{id, text}`                | teacher pretraining text: all of web + chunks of the other books |
 | `mmsu.jsonl`     | `{id, category, question, options, label}` | the MMSU-like benchmark |
+| `text_mix.jsonl` | `{id, text}`                | only with `prepare.text_mix_corpus`: the text-only batches of training (paper: SmolLM corpus) |
 | `stats.json`     | counts, words, characters per split; estimated speech hours | |
 
 Recipe (every random choice comes from its own stream of a generator seeded with `params.seed`, so changing one
@@ -52,6 +53,10 @@ knob does not reshuffle unrelated choices):
    count extends a smaller one. Each item keeps its gold option plus `mmsu_options - 1` distractors drawn with a
    seed derived from the item's id, in a seeded order; `label` is the gold option's position. Option texts are the
    original strings. Record id: `"mmsu/<question_id>"`.
+
+At paper scale the broad documents are a fetched corpus (`prepare.web_corpus`: FineWeb-Edu parts written by
+`salad fetch`) instead of the shipped file, split by the same recipe; they are held in memory, as the shipped file
+is. `prepare.text_mix_corpus` adds `text_mix.jsonl`, the fetched text-mixing corpus chunked the same way.
 
 Speech hours in `stats.json` are an estimate at 175 words per minute (the default espeak-ng rate).
 """
@@ -171,6 +176,17 @@ def _read(path: Path) -> list[dict]:
     if not path.exists():
         raise PrepareError(f"{path}: raw input not found (see data/README.md for what data/raw must hold)")
     return read_jsonl(path)
+
+
+def _read_corpus(folder: Path, kind: str) -> list[dict]:
+    """The committed parts `salad fetch --corpus <kind>` wrote into `folder` (held in memory, like the shipped file)."""
+    from salad.corpora import read_parts
+
+    records = list(read_parts(folder)) if folder.is_dir() else []
+    if not records:
+        raise PrepareError(f"{folder}: no committed parts of a fetched corpus (prepare.{kind}_corpus); run "
+                           f"`salad fetch --corpus {kind}` with the profile's corpora.{kind} first")
+    return records
 
 
 def _check_text_records(path: Path, records: list[dict], id_key: str) -> None:
@@ -349,8 +365,8 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
     cfg, seed = params.prepare, params.seed
     raw, out = Path(raw), Path(out)
 
-    broad_path = raw / BROAD_FILE
-    broad = _read(broad_path)
+    broad_path = Path(cfg.web_corpus) if cfg.web_corpus else raw / BROAD_FILE
+    broad = _read_corpus(broad_path, "web") if cfg.web_corpus else _read(broad_path)
     _check_text_records(broad_path, broad, "id")
     books_path = raw / BOOKS_FILE
     books = _read(books_path)
@@ -361,6 +377,13 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
     splits, broad_info = split_broad(broad, cfg, seed)
     speech, pretrain, book_info = split_books(books, splits["web"], cfg, seed, books_path)
     mmsu = build_mmsu(mmlu, cfg, seed, mmlu_path)
+    text_mix = None
+    if cfg.text_mix_corpus:
+        mix_path = Path(cfg.text_mix_corpus)
+        mix = _read_corpus(mix_path, "text_mix")
+        _check_text_records(mix_path, mix, "id")
+        text_mix = [{"id": f"{doc['id']}#{k}", "text": c} for doc in mix for k, c in
+                    enumerate(chunk_text(doc["text"], cfg.doc_words))]
 
     stats: dict = {name: _split_stats(recs) for name, recs in
                    (("test", splits["test"]), ("probe", splits["probe"]), ("web", splits["web"]),
@@ -377,6 +400,8 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
     stats["mmsu"] = {"records": len(mmsu), "per_category": per_category, "label_counts": label_counts,
                      "options": cfg.mmsu_options}
     stats["broad"] = broad_info
+    if text_mix is not None:
+        stats["text_mix"] = _split_stats(text_mix)
     stats["seed"] = seed
     stats["doc_words"] = cfg.doc_words
     stats["words_per_minute"] = WORDS_PER_MINUTE
@@ -388,5 +413,7 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
         write_jsonl(tmp / "speech.jsonl", speech)
         write_jsonl(tmp / "pretrain.jsonl", pretrain)
         write_jsonl(tmp / "mmsu.jsonl", mmsu)
+        if text_mix is not None:
+            write_jsonl(tmp / "text_mix.jsonl", text_mix)
         write_json(tmp / "stats.json", stats)
     return stats

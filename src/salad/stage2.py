@@ -27,8 +27,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 from transformers import AutoTokenizer
 
-from salad.atomic import atomic_dir, read_jsonl, save_torch, write_json, write_jsonl
-from salad.checkpoint import checkpoint_state, restore_checkpoint, resume, tail_mean
+from salad.atomic import atomic_dir, read_jsonl, write_json, write_jsonl
+from salad.checkpoint import read_checkpoint, restore_checkpoint, resume, tail_mean
+from salad.fsdp import shard_for_training
 from salad.config import Params
 from salad.corpus import load_aligned
 from salad.interleave import AlignedDoc, draw_layout, interleave, text_only
@@ -36,7 +37,7 @@ from salad.live import live_logger
 from salad.model import AdapterConfig, SpeechAdaptedLM
 from salad.schedule import wsd_factor
 from salad.train import (EpochSampler, PlannedBatch, TextDocs, build_optimizer, init_distributed, load_teacher,
-                         run_fingerprint, train_step)
+                         run_fingerprint, save_checkpoint, save_model, snapshot, text_mix_file, train_step)
 
 SOURCES = ("speech", "active", "text")
 """Stage II's sources, drawn with equal probability for each optimizer step (paper Section 4)."""
@@ -111,19 +112,21 @@ def train_stage2(params: Params, tokens: int, teacher_dir: Path, stage1_dir: Pat
             raise ValueError(f"{active_speech}: D_active names {len(absent)} documents it does not hold, e.g. "
                              f"{absent[0]!r}")
         active_docs = [by_id[i] for i in active_ids]
-    text_docs = TextDocs(prepared / "web.jsonl", tokenizer, cfg.max_len)
+    text_docs = TextDocs(text_mix_file(params, prepared), tokenizer, cfg.max_len)
     feature_dim = speech_docs[0].features.shape[1]
 
     adapter_cfg = AdapterConfig(**json.loads((Path(stage1_dir) / "adapter_config.json").read_text()))
     model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter_cfg).to(place.device)
+    if cfg.fsdp:
+        shard_for_training(model, teacher, cfg, place)  # before the optimizer: it holds the shards
     optimizer = build_optimizer(model, cfg)
-    restore_checkpoint(torch.load(resume_from, weights_only=False, map_location=place.device), model, optimizer)
+    restore_checkpoint(read_checkpoint(resume_from, model, place.device), model, optimizer)
 
     plan, sources = plan_stage2(cfg, params.seed, tokens, speech_docs, active_docs, text_docs)
     steps = len(plan)
     fingerprint = run_fingerprint(params, [resume_from, Path(active_features) / "index.jsonl",
                                            *sorted((Path(active_features) / "shards").glob("*.done.json")),
-                                           features / "speech" / "index.jsonl", prepared / "web.jsonl"])
+                                           features / "speech" / "index.jsonl", text_mix_file(params, prepared)])
     active_digest = hashlib.sha256(json.dumps([d.id for d in active_docs]).encode()).hexdigest()
     fingerprint = f"stage2:{tokens}:{active_digest}:{fingerprint}"
     ckpt_path = checkpoints / "last.pt"
@@ -150,18 +153,19 @@ def train_stage2(params: Params, tokens: int, teacher_dir: Path, stage1_dir: Pat
                 live.log_metric("stage2/source", SOURCES.index(sources[step]))
                 live.make_summary()
             done = step + 1 == steps
-            if place.main and (done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)):
-                save_torch(ckpt_path, checkpoint_state(model, optimizer, fingerprint, step + 1, positions, losses))
+            if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
+                save_checkpoint(ckpt_path, place, model, optimizer, fingerprint, step + 1, positions, losses)
             if _stop_after is not None and step + 1 == _stop_after:
                 raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
 
     metrics = {"steps": steps, "positions": positions, "final_loss": tail_mean(losses),
                "batches": {name: sources.count(name) for name in SOURCES},
                "active_documents": len(active_docs)}
+    weights = snapshot(model, place)  # under FSDP every rank gathers, rank 0 keeps the full tensors
     if place.main:
         print(f"Stage II trained in {time.time() - t0:.1f} s", file=sys.stderr)
         with atomic_dir(out) as tmp:
-            model.save(tmp)
+            save_model(model, weights, tmp)
             tokenizer.save_pretrained(tmp / "lm")
         write_json(metrics_path, metrics)
         ckpt_path.unlink(missing_ok=True)

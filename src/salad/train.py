@@ -13,7 +13,14 @@ positions (known to every rank from the plan, no communication needed), and the 
 so the update equals the one-process, one-micro-batch update up to floating-point summation order (DESIGN §4).
 The gradient all-reduce is written out (one flattened SUM over all parameters) rather than delegated to
 DistributedDataParallel: text-only steps leave the adapter without gradients, which DDP would reject unless it
-searched the graph for unused parameters every step. At 3B/7B the documented path is FSDP (README, "Paper scale").
+searched the graph for unused parameters every step.
+
+Paper scale (3B/7B): `train.fsdp` shards the student (parameters, gradients, AdamW states) and the frozen teacher
+over the ranks with FSDP2 (salad.fsdp), optionally with activation checkpointing and bf16 compute. The step is the
+same (same plan, micro-batches and normalisation by the global masked count); FSDP sums the gradients with its
+reduce-scatter instead of the all-reduce, and every rank joins every backward (FSDP's collectives), a micro-batch
+without masked positions with zero gradients. Checkpoints and models are gathered to full tensors on rank 0, in the
+format of the unsharded path. Without `train.fsdp` the path is the unsharded one, unchanged.
 
 Several budgets from one run (WSD, Hägele et al. 2024). The plan for a smaller budget B is a prefix of the plan for
 `tokens` (drawn from the same generator in the same order), and up to its decay start, B's schedule equals the main
@@ -46,9 +53,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from salad.atomic import atomic_dir, read_jsonl, save_torch, write_json
 from salad.batch import Batch, collate
-from salad.checkpoint import checkpoint_state, restore_checkpoint, resume, tail_mean
+from salad.checkpoint import checkpoint_state, read_checkpoint, restore_checkpoint, resume, tail_mean
 from salad.config import Params, TrainConfig
 from salad.corpus import load_aligned, tokenize
+from salad.fsdp import full_state, is_sharded, settle_gradients, shard_for_training, unsharded_copy
 from salad.interleave import AlignedDoc, Interleaved, draw_layout, interleave, text_only
 from salad.live import live_logger
 from salad.losses import LossSums, distillation_objective, distillation_sums
@@ -181,14 +189,23 @@ class TextDocs:
         return self.cache[i]
 
 
+def text_mix_file(params: Params, prepared: Path) -> Path:
+    """The corpus of the text-only batches: D_web, or the fetched text-mixing corpus (paper: SmolLM) when
+    prepare.text_mix_corpus is set."""
+    return prepared / ("text_mix.jsonl" if params.prepare.text_mix_corpus else "web.jsonl")
+
+
 def run_fingerprint(params: Params, inputs: list[Path]) -> str:
     """What a checkpoint must match to be resumed: the training params and the bytes of the training inputs.
 
-    How the step is computed (ranks, micro-batches) is left out: it changes only the floating-point summation
-    order, so a run may resume on another number of processes.
+    How the step is computed (ranks, micro-batches, FSDP sharding, activation checkpointing) is left out: it changes
+    only the floating-point summation order, so a run may resume on another number of processes, with or without FSDP.
     """
     cfg = dataclasses.asdict(params.train)
-    cfg.pop("micro_batch_size")
+    for how in ("micro_batch_size", "fsdp", "activation_checkpointing"):
+        cfg.pop(how)
+    if cfg["precision"] == "fp32":  # the default leaves the fingerprints of runs from before the key existed as they were
+        cfg.pop("precision")
     h = hashlib.sha256(json.dumps([params.seed, params.alpha, cfg], sort_keys=True, default=list).encode())
     for path in inputs:
         with open(path, "rb") as f:
@@ -276,24 +293,61 @@ def train_step(model: SpeechAdaptedLM, teacher, optimizer, planned: PlannedBatch
                cfg: TrainConfig, alpha: float, place: Dist) -> tuple[float, float, float]:
     """One optimizer step over this rank's micro-batches; returns the step's (loss, mean KL, mean NLL), global."""
     count = planned.n_masked
+    sharded = is_sharded(model)
     optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(2, dtype=torch.float64)
     for which in micro_batches(planned, place.rank, place.world_size, cfg.micro_batch_size):
         batch = _to(batch_for(planned, *docs, feature_dim, which), place.device)
+        hidden, t_hidden = masked_hidden(model, teacher, batch)
         # fused: each chunk's logits are formed once, with their gradient, and never recomputed in backward
-        loss, part = distillation_objective(*masked_hidden(model, teacher, batch), batch.target_ids,
-                                            model.lm.lm_head, teacher.lm_head, alpha, count, cfg.kl_chunk)
+        loss, part = distillation_objective(hidden, t_hidden, batch.target_ids, model.lm.lm_head, teacher.lm_head,
+                                            alpha, count, cfg.kl_chunk)
         if loss.requires_grad:
             loss.backward()
+        elif sharded:
+            # no masked position here: still join the backward, whose reduce-scatters are collectives
+            (hidden.sum() * 0.0).backward()
         sums += torch.tensor([part.kl.item(), part.nll.item()], dtype=torch.float64)
     params = [p for p in model.parameters() if p.requires_grad]
-    if place.world_size > 1:
+    if sharded:
+        settle_gradients(model, step_has_speech=any(s.speech_spans for s in planned.seqs))
+        if place.world_size > 1:
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    elif place.world_size > 1:
         all_reduce_gradients(params)
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     kl, nll = (sums / count).tolist()
     return alpha * kl + (1.0 - alpha) * nll, kl, nll
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving: rank 0 writes; a sharded model's full state is gathered by every rank
+
+
+def save_checkpoint(path: Path, place: Dist, model, optimizer, *state) -> None:
+    """Rank 0 writes `checkpoint_state(model, optimizer, *state)` to `path`; under FSDP every rank gathers it."""
+    if place.main or is_sharded(model):
+        checkpoint = checkpoint_state(model, optimizer, *state)
+        if place.main:
+            save_torch(path, checkpoint)
+
+
+def snapshot(model, place: Dist) -> dict | None:
+    """A copy of the model's weights (under FSDP: full tensors, on rank 0 only; every rank must call it)."""
+    if is_sharded(model):
+        return full_state(model.state_dict(), keep=place.main)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def save_model(model, weights: dict, out_dir: Path) -> None:
+    """`model` with `weights` (a snapshot) saved to `out_dir`; a sharded model through an unsharded copy."""
+    if is_sharded(model):
+        model = unsharded_copy(model, weights)
+    else:
+        model.load_state_dict(weights)
+    model.save(out_dir)
 
 
 _stop_after: int | None = None
@@ -314,7 +368,7 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     teacher = load_teacher(teacher_dir, place.device)
     speech_docs = load_aligned(speech / corpus, features / corpus, tokenizer)
-    text_docs = TextDocs(prepared / "web.jsonl", tokenizer, cfg.max_len)
+    text_docs = TextDocs(text_mix_file(params, prepared), tokenizer, cfg.max_len)
     feature_dim = speech_docs[0].features.shape[1]
 
     emb_std = float(teacher.get_input_embeddings().weight.std())
@@ -324,6 +378,8 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
         max_frames=max(cfg.max_len, 64), output_std=emb_std,
     )
     model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter_cfg).to(place.device)
+    if cfg.fsdp:
+        shard_for_training(model, teacher, cfg, place)  # before the optimizer: it holds the shards
     optimizer = build_optimizer(model, cfg)
 
     plan = plan_batches(cfg, params.seed, speech_docs, text_docs)
@@ -340,7 +396,7 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
 
     fingerprint = run_fingerprint(params, [teacher_dir / "model.safetensors", features / corpus / "index.jsonl",
                                            *sorted((features / corpus / "shards").glob("*.done.json")),
-                                           prepared / "web.jsonl"])
+                                           text_mix_file(params, prepared)])
     ckpt_path = checkpoints / "last.pt"
     start, positions, losses = resume(ckpt_path, fingerprint, model, optimizer, place.device, steps)
 
@@ -350,12 +406,12 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     with logger as live:
         for step in tqdm(range(start, steps), desc=f"train α={params.alpha}", unit="step", mininterval=5,
                          initial=start, total=steps, disable=not place.main):
-            if place.main and step in branch_at:
-                save_torch(checkpoints / f"stable-{branch_at[step]}.pt",
-                           checkpoint_state(model, optimizer, fingerprint, step, positions, losses))
-            if place.main and step == pre_decay:
-                save_torch(checkpoints / "pre_decay.pt",
-                           checkpoint_state(model, optimizer, fingerprint, step, positions, losses))
+            if step in branch_at:
+                save_checkpoint(checkpoints / f"stable-{branch_at[step]}.pt", place, model, optimizer, fingerprint,
+                                step, positions, losses)
+            if step == pre_decay:
+                save_checkpoint(checkpoints / "pre_decay.pt", place, model, optimizer, fingerprint, step, positions,
+                                losses)
             set_learning_rate(optimizer, step, steps, cfg)
             lrs = [g["lr"] for g in optimizer.param_groups]
             loss, kl, nll = train_step(model, teacher, optimizer, plan[step], docs, feature_dim, cfg, params.alpha,
@@ -373,8 +429,8 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
                 live.log_metric("train/speech_batch", int(plan[step].kind == "speech"))
                 live.make_summary()
             done = step + 1 == steps
-            if place.main and (done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0)):
-                save_torch(ckpt_path, checkpoint_state(model, optimizer, fingerprint, step + 1, positions, losses))
+            if done or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
+                save_checkpoint(ckpt_path, place, model, optimizer, fingerprint, step + 1, positions, losses)
             if _stop_after is not None and step + 1 == _stop_after:
                 raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
 
@@ -384,12 +440,12 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
         "adapter_parameters": sum(p.numel() for p in model.adapter.parameters()),
         "final_loss": tail_mean(losses),
     }
-    main_state = {k: v.clone() for k, v in model.state_dict().items()}
+    main_state = snapshot(model, place)
 
     # Each extra budget: its decay, branched from the stable state saved when the main run passed its decay start.
     budget_models = {}
     for budget, n in sorted(branches.items()):
-        state = torch.load(checkpoints / f"stable-{budget}.pt", weights_only=False, map_location=place.device)
+        state = read_checkpoint(checkpoints / f"stable-{budget}.pt", model, place.device)
         if state["fingerprint"] != fingerprint:
             raise RuntimeError(f"{checkpoints}/stable-{budget}.pt belongs to other params or inputs; remove it")
         _, b_positions, b_losses = restore_checkpoint(state, model, optimizer)
@@ -402,17 +458,15 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
             b_losses.append(loss)
         metrics.setdefault("budgets", {})[str(budget)] = {"steps": n, "positions": b_positions,
                                                           "final_loss": tail_mean(b_losses)}
-        budget_models[budget] = {k: v.clone() for k, v in model.state_dict().items()}
+        budget_models[budget] = snapshot(model, place)
 
     if place.main:
         print(f"trained in {time.time() - t0:.1f} s", file=sys.stderr)
         with atomic_dir(out) as tmp:
-            model.load_state_dict(main_state)
-            model.save(tmp)
+            save_model(model, main_state, tmp)
             tokenizer.save_pretrained(tmp / "lm")
             for budget, weights in budget_models.items():
-                model.load_state_dict(weights)
-                model.save(tmp / "budgets" / str(budget))
+                save_model(model, weights, tmp / "budgets" / str(budget))
                 tokenizer.save_pretrained(tmp / "budgets" / str(budget) / "lm")
             # Stage II resumes from here: the main run's state before its decay (model, optimizer, data position).
             os.replace(checkpoints / "pre_decay.pt", tmp / "pre_decay.pt")
