@@ -1,10 +1,10 @@
-"""Speed of the Stage II active-selection library on 2 CPU cores: embedding and balanced k-means (DESIGN §6).
+"""Speed of the Stage II active-selection library on 2 CPU cores: embedding and balanced k-means (docs/design.md §6).
 
 Each measured path is timed against a naive baseline in the same run:
 
-- embedding (salad.embed, the packaged all-MiniLM-L6-v2): `embed_texts` in batches against one text per call, on the
+- embedding (salad.selection.embed, the packaged all-MiniLM-L6-v2): `embed_texts` in batches against one text per call, on the
   same real web documents (data/prepared/web.jsonl, else data/raw/text/broad_mixed_en.jsonl.gz);
-- balanced k-means (salad.clustering) on synthetic unit vectors (a mixture of 1,000 directions plus noise), K=128:
+- balanced k-means (salad.selection.clustering) on synthetic unit vectors (a mixture of 1,000 directions plus noise), K=128:
   documents per second of the whole fit, against scikit-learn's KMeans (Lloyd, one init; NOT balanced, so its sizes
   are reported too) on the same vectors;
 - the balanced assignment step alone, for fixed means, against the exact min-cost balanced assignment
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from salad import clustering
-from salad.clustering import balanced_kmeans, kmeans_objective
+from salad.selection import clustering
+from salad.selection.clustering import balanced_kmeans, kmeans_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def unit_vectors(n: int, d: int, seed: int) -> np.ndarray:
 def bench_embedding(args) -> dict:
     import torch
 
-    from salad.embed import embed_texts, load_embedder
+    from salad.selection.embed import embed_texts, load_embedder
 
     torch.set_num_threads(2)
     texts, source = web_texts(args.embed_docs)

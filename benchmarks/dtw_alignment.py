@@ -1,13 +1,13 @@
-"""Accuracy and speed of the DTW fallback word aligner (salad.align.DTWAligner) where the true word times are known.
+"""Accuracy and speed of the DTW fallback word aligner (salad.speech.align.DTWAligner) where the true word times are known.
 
 Setting: each transcript of the LJ Speech sample (16 sentences, ~290 words) is synthesized by espeak-ng voices that
 DIFFER from the aligner's reference rendering (other voice, rate and pitch variant); the true word times of these
-"recordings" come from espeak itself (salad.tts). To look a little more like a real recording, each one gets seeded
+"recordings" come from espeak itself (salad.speech.tts). To look a little more like a real recording, each one gets seeded
 leading and trailing silence (0.1-0.7 s), a gain, and white noise 50 dB below full scale. The aligner renders the
 transcript with its own voice (en-us) and warps. Error = |aligned - true| for every word start and end, in ms.
 
 Baseline in the same run: linear stretch (the rendering's word times scaled by the duration ratio, no warping);
-speed baseline: the textbook double-loop DTW (salad.align.naive_dtw_path) on the first clip, checked to give the
+speed baseline: the textbook double-loop DTW (salad.speech.align.naive_dtw_path) on the first clip, checked to give the
 same path.
 This is espeak against espeak: an optimistic bound for natural speech, where the spectra differ more.
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.align import DTWAligner, DTWConfig, _euclidean, dtw_path, naive_dtw_path, spectral_features
-from salad.tts import EspeakTTS
+from salad.speech.align import DTWAligner, DTWConfig, _euclidean, dtw_path, naive_dtw_path, spectral_features
+from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "data/raw/speech/ljspeech_sample_manifest.jsonl.gz"
@@ -115,8 +115,8 @@ def lj_check(floor_db: float = -35.0, min_pause_s: float = 0.15) -> dict:
     With DTWConfig.snap_pauses (the default) both are partly circular, because snapping uses the same energy
     pauses; run with snap_pauses=False to see what the warping alone achieves.
     """
-    from salad.align import make_aligner
-    from salad.natural import iter_natural, new_stats
+    from salad.speech.align import make_aligner
+    from salad.speech.natural import iter_natural, new_stats
 
     aligner = make_aligner("dtw", sample_rate=SAMPLE_RATE)
     reference = EspeakTTS(voice=aligner.config.voice, rate=aligner.config.rate, sample_rate=SAMPLE_RATE)

@@ -4,7 +4,7 @@ Targets (2 cores): espeak-ng synthesis with word timestamps >= 200x real time; w
 Each measured path is timed against a naive baseline in the same run, on the same real text (book chunks of the
 shipped Gutenberg sample, as in D_speech):
 
-- espeak-ng: one library call per document with word events (salad.tts) against the naive way to get word times
+- espeak-ng: one library call per document with word events (salad.speech.tts) against the naive way to get word times
   without events: one call per word, concatenated (what a per-word TTS loop costs);
 - log-mel: the vectorised encoder against a per-20-ms-frame Python loop computing the same features;
 - the sharded stages: `workers=2` processes against `workers=1` on the same documents (synthesis and encoding);
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.encode import encode_corpus
-from salad.encoder import STACK, LogMelEncoder
-from salad.synthesize import synthesize_corpus
-from salad.tts import EspeakTTS
+from salad.stages.encode import encode_corpus
+from salad.speech.encoders.logmel import STACK, LogMelEncoder
+from salad.stages.synthesize import synthesize_corpus
+from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,8 +107,8 @@ def main():
                 results["stage_workers_2"][key] / results["stage_workers_1"][key], 2)
 
         if args.mimi:
-            from salad.encoder_mimi import MimiEncoder
-            from salad.mimi_standin import build_random_mimi_checkpoint
+            from salad.speech.encoders.mimi import MimiEncoder
+            from salad.scale.mimi_standin import build_random_mimi_checkpoint
 
             ckpt = build_random_mimi_checkpoint(Path(tmp) / "mimi.safetensors")
             mimi = MimiEncoder(ckpt)
@@ -119,8 +119,8 @@ def main():
             results["mimi_random_weights"] = {"x_real_time": round(sub_s / t_one, 1),
                                               "batched_x_real_time": round(sub_s / t_batch, 1)}
         if args.kokoro:
-            from salad.kokoro_standin import build_kokoro_standin
-            from salad.tts_kokoro import KokoroTTS
+            from salad.scale.kokoro_standin import build_kokoro_standin
+            from salad.speech.kokoro import KokoroTTS
 
             files = build_kokoro_standin(Path(tmp) / "kokoro")
             kokoro = KokoroTTS(**files)

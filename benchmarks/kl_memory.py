@@ -1,9 +1,9 @@
-"""Peak memory and time of the chunked masked objective against the naive dense KL (DESIGN §4, issue 4).
+"""Peak memory and time of the chunked masked objective against the naive dense KL (docs/design.md §4, issue 4).
 
 Setting of the paper: vocabulary 151,936 (Qwen2.5), one sequence of 2,048 positions, all positions masked (the worst
 case). The naive baseline forms full fp32 logits for student and teacher, log-softmaxes both and sums the KL and
 the NLL and lets autograd differentiate. The chunked variant is the objective used in training,
-salad.losses.distillation_objective: it forms logits for `chunk` rows at a time and computes each chunk's gradient
+salad.training.objective.distillation_objective: it forms logits for `chunk` rows at a time and computes each chunk's gradient
 in the forward pass (fused linear loss, no recomputation). Both compute the same loss and gradients (checked here).
 Each variant runs in its own process so that peak memory is its own: `ru_maxrss` on CPU, `max_memory_allocated` on
 CUDA.
@@ -45,7 +45,7 @@ def naive(h_s, h_t, w_s, w_t, y, alpha):
 
 
 def chunked(h_s, h_t, w_s, w_t, y, alpha, chunk):
-    from salad.losses import distillation_objective
+    from salad.training.objective import distillation_objective
 
     s_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)
     t_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)

@@ -1,8 +1,8 @@
 """Shared-context scoring against one forward per choice, on HellaSwag (issue 5, target >= 2x faster).
 
 The harness runs each context once and scores all of its choices as one batch on the repeated KV cache
-(salad.scoring.score_continuations); the naive baseline runs context + choice once per choice
-(salad.scoring._score_without_cache). Both are timed in the same run on the same items, and their scores compared.
+(salad.evaluation.scoring.score_continuations); the naive baseline runs context + choice once per choice
+(salad.evaluation.scoring._score_without_cache). Both are timed in the same run on the same items, and their scores compared.
 The model has the default world's teacher shape with random weights: speed does not depend on the weights.
 
     python benchmarks/scoring_shared_context.py --items 100 --shots 3
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salad.corpus import doc_start_id
-from salad.scoring import _score_without_cache, score_continuations, text_requests
-from salad.tasks import fewshot_prefix, load_items
-from salad.teacher import train_tokenizer
+from salad.data.documents import doc_start_id
+from salad.evaluation.scoring import _score_without_cache, score_continuations, text_requests
+from salad.evaluation.tasks import fewshot_prefix, load_items
+from salad.stages.teacher import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@
 # How do M, F and accuracy move with α, the data side and the training budget (Figures 4 and 5), how does the
 # text–speech gap shrink with data (Figure 1), does misalignment M explain speech accuracy and forgetting F text accuracy (Figure 3, Table 1), do they still
 # once α and the training budget are controlled for (Table 7), and how does M scale with training tokens
-# (Table 2)? The statistics live in `salad.analysis` (on top of `salad.statistics`), which also documents what
+# (Table 2)? The statistics live in `salad.analysis.regressions` (on top of `salad.analysis.statistics`), which also documents what
 # is fixed where the paper leaves a choice; this notebook only loads the grid, calls them, and tabulates and
 # plots. Every table has the paper's published value beside ours (`paper_*` columns). As in the paper, Figure 3,
 # Table 1 and Table 7 use the narrow side only (`speech`, standing for LibriHeavy + Emilia); accuracies are in
@@ -37,11 +37,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from salad import analysis
+from salad.analysis import regressions as analysis
 from salad.config import load_params
-from salad.grid import grid_results
-from salad.results import grid_teacher_accuracy
-from salad.report import save_figure, save_metrics, save_table
+from salad.stages.grid import grid_results
+from salad.analysis.results import grid_teacher_accuracy
+from salad.analysis.report import save_figure, save_metrics, save_table
 
 root = Path(root)
 params = load_params(params_path)

@@ -14,7 +14,7 @@
 # # SALAD in miniature: the paper's claims, checked
 #
 # For each qualitative claim of the paper, whether the miniature world reproduces it, decided by the rule in the
-# `rule` column (`salad.findings`) on the measured grid, Stage II and Table 1, with the numbers behind the verdict.
+# `rule` column (`salad.analysis.findings`) on the measured grid, Stage II and Table 1, with the numbers behind the verdict.
 # The same table closes `reports/README.md`.
 
 # %% tags=["parameters"]
@@ -28,12 +28,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from salad import analysis, findings, paper_tables
+from salad.analysis import findings, paper_tables
+from salad.analysis import regressions as analysis
 from salad.config import load_params
-from salad.grid import grid_results
-from salad.report import save_metrics, save_table
-from salad.results import stage2_per_task
-from salad.stage2 import cell_name, stage2_results
+from salad.stages.grid import grid_results
+from salad.analysis.report import save_metrics, save_table
+from salad.analysis.results import stage2_per_task
+from salad.stages.stage2 import cell_name, stage2_results
 
 root = Path(root)
 params = load_params(params_path)

@@ -33,8 +33,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from salad.config import load_params
-from salad import paper_tables
-from salad.report import save_figure, save_metrics, save_table
+from salad.analysis import paper_tables
+from salad.analysis.report import save_figure, save_metrics, save_table
 
 root = Path(root)
 params = load_params(params_path)

@@ -32,12 +32,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from salad import paper_tables
+from salad.analysis import paper_tables
 from salad.config import load_params
-from salad.report import save_figure, save_metrics, save_table
-from salad.category_gains import mmsu_category_gains
-from salad.results import checkpoint_positions, stage2_per_task
-from salad.stage2 import cell_name, stage2_results
+from salad.analysis.report import save_figure, save_metrics, save_table
+from salad.analysis.category_gains import mmsu_category_gains
+from salad.analysis.results import checkpoint_positions, stage2_per_task
+from salad.stages.stage2 import cell_name, stage2_results
 
 root = Path(root)
 params = load_params(params_path)
@@ -53,7 +53,7 @@ uniform, active = cell_name(0.0, params.active.budget), cell_name(params.active.
 # Stage I model's L_DIST on the cluster's probe documents; D_active is drawn in proportion to P_web(c)·M(c)^γ.
 
 # %%
-from salad.active_data import cluster_table
+from salad.stages.active import cluster_table
 
 clusters = cluster_table(params, root / "metrics").sort_values("M", ascending=False, ignore_index=True)
 save_table(clusters, "active_clusters", reports,

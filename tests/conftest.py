@@ -9,8 +9,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from salad.corpus import DOC_START, tokenize
-from salad.interleave import FRAME_RATE, AlignedDoc, map_tokens_to_words
+from salad.data.documents import DOC_START, tokenize
+from salad.data.interleave import FRAME_RATE, AlignedDoc, map_tokens_to_words
 
 TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwhile the old farmer's wife "
         "counts 2,500 eggs and sells them at the market for three dollars each! ") * 4
@@ -94,10 +94,10 @@ def world(tmp_path_factory):
     from pathlib import Path
 
     from salad.config import load_params
-    from salad.encode import encode
-    from salad.prepare import prepare
-    from salad.synthesize import synthesize
-    from salad.teacher import train_teacher
+    from salad.stages.encode import encode
+    from salad.data.prepare import prepare
+    from salad.stages.synthesize import synthesize
+    from salad.stages.teacher import train_teacher
 
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path_factory.mktemp("world")
@@ -117,7 +117,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def stage1(world):
     """Stage I trained on the ci world (with its pre_decay.pt): the model Stage II resumes from."""
-    from salad.train import train
+    from salad.stages.train import train
 
     root, params = world
     out = root / "stage1"

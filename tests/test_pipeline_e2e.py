@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from salad.artifacts import ARTIFACTS, NOTEBOOKS
+from salad.analysis.artifacts import ARTIFACTS, NOTEBOOKS
 
 REPO = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).parent / "offline_guard"

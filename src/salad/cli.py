@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from salad.estimate import Rates
+from salad.scale.estimate import Rates
 from salad.offline import go_offline
 
 
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
            ("reports", "reports"), ("out", "reports/README.md"))
     base = _stage("baseline", "score another speech LLM (Tables 3 and 5) on the evaluate stage's items", sub,
                   ("root", "."), ("speech", "data/speech"), ("out", "data/baselines"))
-    base.add_argument("--name", required=True, help="a key of salad.baselines.BASELINES, e.g. qwen2-audio-7b-instruct")
+    base.add_argument("--name", required=True, help="a key of salad.baselines.speech_llms.BASELINES, e.g. qwen2-audio-7b-instruct")
     base.add_argument("--model", type=Path, required=True, help="local folder of the model (its hub checkpoint)")
     base.add_argument("--asr-model", type=Path, default=None,
                       help="cascade only: local Whisper folder (default: evaluate.asr_model; null: oracle transcript)")
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--raw", type=Path, default=Path("data/raw"), help="(default: data/raw)")
     check.add_argument("--out", type=Path, default=None, help="also write the report as JSON to this file")
     est = _stage("estimate", "dry run: audio hours, disk and GPU-hours of a profile (--params), printed", sub)
-    for f in dataclasses.fields(Rates):  # each assumption of the estimate (salad.estimate.Rates) is a flag
+    for f in dataclasses.fields(Rates):  # each assumption of the estimate (salad.scale.estimate.Rates) is a flag
         est.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
                          help=f"(default: {f.default:g})")
     est.add_argument("--json", action="store_true", help="print the estimate as JSON")
@@ -136,20 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 CELL_STAGES = {  # stage: (module, function, the arguments after params, in order)
-    "grid-train": ("salad.grid", "train_cell", "alpha data teacher prepared speech features out live metrics checkpoints"),
-    "grid-measure": ("salad.grid", "measure_cell", "alpha data teacher model speech features metrics"),
-    "grid-evaluate": ("salad.grid", "evaluate_cell", "alpha data teacher model root features out metrics"),
-    "active-embed": ("salad.active_data", "embed_stage", "prepared out"),
-    "active-cluster": ("salad.active_data", "cluster_stage", "embeddings out metrics"),
-    "active-probes": ("salad.active_data", "probes_stage", "clusters out"),
-    "active-misalignment": ("salad.active_data", "misalignment_stage", "teacher model clusters probes metrics"),
-    "active-select": ("salad.active_data", "select_stage",
+    "grid-train": ("salad.stages.grid", "train_cell", "alpha data teacher prepared speech features out live metrics checkpoints"),
+    "grid-measure": ("salad.stages.grid", "measure_cell", "alpha data teacher model speech features metrics"),
+    "grid-evaluate": ("salad.stages.grid", "evaluate_cell", "alpha data teacher model root features out metrics"),
+    "active-embed": ("salad.stages.active", "embed_stage", "prepared out"),
+    "active-cluster": ("salad.stages.active", "cluster_stage", "embeddings out metrics"),
+    "active-probes": ("salad.stages.active", "probes_stage", "clusters out"),
+    "active-misalignment": ("salad.stages.active", "misalignment_stage", "teacher model clusters probes metrics"),
+    "active-select": ("salad.stages.active", "select_stage",
                       "gamma embeddings clusters misalignment probes speech out metrics"),
-    "stage2-train": ("salad.stage2", "train_cell",
+    "stage2-train": ("salad.stages.stage2", "train_cell",
                      "gamma budget teacher stage1 prepared speech features select out live metrics checkpoints"),
-    "stage2-measure": ("salad.stage2", "measure_cell", "gamma budget teacher model speech features metrics"),
-    "stage2-evaluate": ("salad.stage2", "evaluate_cell", "gamma budget teacher model root features out metrics"),
-    "stage2-mmsu": ("salad.category_gains", "mmsu_stage", "teacher model root features out metrics"),
+    "stage2-measure": ("salad.stages.stage2", "measure_cell", "gamma budget teacher model speech features metrics"),
+    "stage2-evaluate": ("salad.stages.stage2", "evaluate_cell", "gamma budget teacher model root features out metrics"),
+    "stage2-mmsu": ("salad.analysis.category_gains", "mmsu_stage", "teacher model root features out metrics"),
 }
 
 
@@ -163,14 +163,14 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     if args.stage == "estimate":
-        from salad.estimate import estimate, format_estimate
+        from salad.scale.estimate import estimate, format_estimate
         rates = Rates(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Rates)})
         result = estimate(params, rates)
         if not args.json:
             print(format_estimate(result))
             return 0
     elif args.stage == "fetch":
-        from salad.corpora import fetch
+        from salad.scale.corpora import fetch
         spec = getattr(params.corpora, args.corpus)
         if spec is None:
             raise SystemExit(f"{args.params}: corpora.{args.corpus} is null: name the corpus to fetch there")
@@ -178,35 +178,35 @@ def main(argv: list[str] | None = None) -> int:
         result = fetch(args.corpus, spec, Path(c.out) / args.corpus, docs_per_part=c.docs_per_part,
                        max_documents=c.max_documents)
     elif args.stage == "baseline":
-        from salad.baselines import evaluate_baseline
+        from salad.baselines.speech_llms import evaluate_baseline
         result = evaluate_baseline(params, args.name, args.model, args.root, args.speech, args.out,
                                    args.metrics or Path("metrics/baselines") / f"{args.name}.json",
                                    asr_model=args.asr_model, reference=args.reference, modes=tuple(args.modes),
                                    limit=args.limit, device=args.device)
     elif args.stage == "prepare":
-        from salad.prepare import prepare
+        from salad.data.prepare import prepare
         result = prepare(params, args.raw, args.out)
     elif args.stage == "teacher":
-        from salad.teacher import train_teacher
+        from salad.stages.teacher import train_teacher
         result = train_teacher(params, args.prepared, args.out, args.live, args.metrics)
     elif args.stage == "synthesize":
-        from salad.synthesize import synthesize
+        from salad.stages.synthesize import synthesize
         result = synthesize(params, args.prepared, args.root, args.out)
     elif args.stage == "natural":
-        from salad.natural import ingest
+        from salad.speech.natural import ingest
         result = ingest(params, args.root, args.out)
     elif args.stage == "encode":
-        from salad.encode import encode
+        from salad.stages.encode import encode
         result = encode(params.encode, args.speech, args.out, natural=args.natural)
     elif args.stage == "train":
-        from salad.train import train
+        from salad.stages.train import train
         result = train(params, args.teacher, args.prepared, args.speech, args.features, args.out, args.live,
                        args.metrics, args.checkpoints)
     elif args.stage == "measure":
-        from salad.measure import measure
+        from salad.stages.measure import measure
         result = measure(params, args.teacher, args.model, args.speech, args.features, args.metrics)
     elif args.stage == "evaluate":
-        from salad.evaluate import evaluate
+        from salad.stages.evaluate import evaluate
         result = evaluate(params, args.teacher, args.model, args.root, args.features, args.out, args.metrics,
                           speech=args.speech)
     elif args.stage in CELL_STAGES:
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
         run = getattr(importlib.import_module(module), function)
         result = run(params, *(getattr(args, name) for name in names.split()))
     elif args.stage == "report":
-        from salad.report import run_notebook
+        from salad.analysis.report import run_notebook
         result = run_notebook(args.notebook, args.out, params_path=args.params, timeout=args.timeout)
     elif args.stage == "report-index":
-        from salad.report import write_index
+        from salad.analysis.report import write_index
         write_index(args.reports, args.out)
         result = {"index": str(args.out)}
     else:  # pragma: no cover - argparse rejects unknown stages
@@ -230,12 +230,12 @@ def main(argv: list[str] | None = None) -> int:
 def _check_profile(args) -> int:
     import tempfile
 
-    from salad.profile_check import check_profile, format_report
+    from salad.scale.check_profile import check_profile, format_report
 
     with tempfile.TemporaryDirectory(prefix="salad-check-") as tmp:
         report = check_profile(args.profile, args.work or tmp, raw=args.raw)
     if args.out:
-        from salad.atomic import write_json
+        from salad.storage.atomic import write_json
         write_json(args.out, json.loads(json.dumps(report, default=str)))
     print(format_report(report))
     return 0

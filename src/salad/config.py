@@ -205,7 +205,7 @@ class NaturalConfig:
     scale), resampled to 24 kHz and word-timed from the manifest, a CTC aligner, or DTW against a TTS rendering."""
 
     manifest: str = "data/raw/speech/ljspeech_sample_manifest.jsonl.gz"
-    """JSONL(.gz) manifest, flat (LJ/Emilia-like) or lhotse cuts; the accepted schemas are in salad.natural."""
+    """JSONL(.gz) manifest, flat (LJ/Emilia-like) or lhotse cuts; the accepted schemas are in salad.speech.natural."""
     aligner: str = "auto"
     """'auto' (ctc if ctc_model else dtw), 'ctc', 'dtw', or 'manifest' (only records with given alignments)."""
     ctc_model: str | None = None
@@ -266,7 +266,7 @@ class EncodeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Stage I of the speech-adapted LM: loss alpha*KL + (1-alpha)*NLL on interleaved sequences (DESIGN 4-5)."""
+    """Stage I of the speech-adapted LM: loss alpha*KL + (1-alpha)*NLL on interleaved sequences (docs/design.md §4-5)."""
 
     adapter_layers: int = 2
     adapter_width: int = 256
@@ -301,7 +301,7 @@ class TrainConfig:
     """Optimizer steps between checkpoints (model, optimizer, schedule, data position, RNG); 0 disables them."""
     fsdp: bool = False
     """Shard the student's parameters, gradients and AdamW states, and the frozen teacher's decoder layers, over the
-    torchrun processes with FSDP2 (salad.fsdp): what makes 3B/7B fit. FSDP reduce-scatters the gradients in place of
+    torchrun processes with FSDP2 (salad.training.fsdp): what makes 3B/7B fit. FSDP reduce-scatters the gradients in place of
     the hand-written all-reduce; checkpoints and models are gathered to full tensors and keep their format. Runs in
     one process too. Changes memory, not results (up to summation order); needs batch_size % processes == 0."""
     activation_checkpointing: bool = False
@@ -334,7 +334,7 @@ class TrainConfig:
         _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
         _check(self.precision in ("fp32", "bf16"), f"{w}.precision",
                f"must be 'fp32' or 'bf16', got {self.precision!r}")
-        # Both are options of the sharded path (salad.fsdp), which also runs in one process; the unsharded path
+        # Both are options of the sharded path (salad.training.fsdp), which also runs in one process; the unsharded path
         # stays the plain fp32 one whose results the tests pin down.
         for key, on in (("precision", self.precision != "fp32"),
                         ("activation_checkpointing", self.activation_checkpointing)):
@@ -343,7 +343,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """M and F on the held-out broad-domain documents (DESIGN 4)."""
+    """M and F on the held-out broad-domain documents (docs/design.md §4)."""
 
     layouts: int = 3
     """Interleaving layouts (fixed seeds) averaged for M; the spread gives a paired standard error."""
@@ -356,7 +356,7 @@ class MeasureConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Benchmarks in text and speech mode (DESIGN 7): the teacher, the student, its second-voice speech and the
+    """Benchmarks in text and speech mode (docs/design.md §7): the teacher, the student, its second-voice speech and the
     cascaded topline."""
 
     tasks: tuple[str, ...] = ("storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa")
@@ -364,7 +364,7 @@ class EvaluateConfig:
     """Items per task (the first `items` of a seeded shuffle), each in every prompt format of its task."""
     shots: int = 5
     """Cap on few-shot demonstrations. A task gets min(its paper shots, shots), reduced to the largest number at which
-    `shots_fit_fraction` of its items are estimated to fit the speech window (salad.evaluate.task_shots)."""
+    `shots_fit_fraction` of its items are estimated to fit the speech window (salad.stages.evaluate.task_shots)."""
     speech_frames_per_char: float = 0.9
     """Speech frames (12.5 Hz) per character of context text in the fixed voice: estimates a context's speech length
     before it is synthesized, to choose the shots. Measured for espeak-ng en-us at 175 wpm on the default world's 1000
@@ -382,7 +382,7 @@ class EvaluateConfig:
     processor; paper: openai/whisper-large-v3). null: the oracle transcript, the context's own text."""
 
     def __post_init__(self):
-        from salad.tasks import TASKS
+        from salad.evaluation.tasks import TASKS
 
         w = "evaluate"
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -446,7 +446,7 @@ class GridConfig:
 
 @dataclass(frozen=True)
 class ActiveConfig:
-    """Active selection and Stage II (paper Section 4, Appendix A.8; DESIGN §6): cluster D_web, measure the Stage I
+    """Active selection and Stage II (paper Section 4, Appendix A.8; docs/design.md §6): cluster D_web, measure the Stage I
     model's misalignment per cluster on probe documents, synthesize D_web documents drawn in proportion to
     P_web(c)·M(c)^gamma until a budget of audio, and continue training on them (Stage II) for every gamma x budget."""
 
@@ -501,8 +501,8 @@ class ActiveConfig:
 @dataclass(frozen=True)
 class CorporaConfig:
     """Paper-scale corpora streamed through `datasets` by `salad fetch --corpus <name>` into `<out>/<name>/` (parts
-    that resume after a kill, split over torchrun ranks or an array of jobs; salad.corpora). Each source is a name of
-    salad.corpora.KNOWN_SOURCES (e.g. fineweb-edu-10bt) or a mapping of CorpusSource fields (hub id or a local builder
+    that resume after a kill, split over torchrun ranks or an array of jobs; salad.scale.corpora). Each source is a name of
+    salad.scale.corpora.KNOWN_SOURCES (e.g. fineweb-edu-10bt) or a mapping of CorpusSource fields (hub id or a local builder
     json/parquet/webdataset with data_files). Not a DVC stage: run once per machine, before `dvc repro`; the prepare
     stage reads what it wrote (prepare.web_corpus, prepare.text_mix_corpus). null: not used (the miniature world)."""
 
@@ -520,7 +520,7 @@ class CorporaConfig:
     """Stop after this many documents per rank (null: the whole stream)."""
 
     def __post_init__(self):
-        from salad.corpora import source_of
+        from salad.scale.corpora import source_of
 
         for key in ("web", "text_mix", "natural_speech"):
             value = getattr(self, key)

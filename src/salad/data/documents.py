@@ -1,0 +1,91 @@
+"""Reading the stage outputs back as documents: prepared text, synthesized speech with word times, and features.
+
+On-disk layout (written by `synthesize` and `encode`, read here):
+
+    data/speech/<corpus>/      a salad.storage.store: index.jsonl {id, text, voice, rate, sample_rate, num_samples,
+                               words: [[word, c0, c1, t0, t1]], shard, offset, length}; shards of int16 samples
+    data/features/<corpus>/    a salad.storage.store: index.jsonl {id, n_frames, shard, offset, length}; shards of
+                               float16 [frames, dim], read memory-mapped
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from salad.data.interleave import AlignedDoc, map_tokens_to_words
+from salad.storage.store import ShardedStore
+
+DOC_START = "<|endoftext|>"
+"""Document-start token prepended to every text sequence w (Qwen2.5 uses the same string as document separator)."""
+
+
+def doc_start_id(tokenizer) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(DOC_START)
+    # a missing token maps to the unknown token (or None); Qwen2's unknown token may itself be DOC_START
+    if token_id is None or tokenizer.convert_ids_to_tokens(int(token_id)) != DOC_START:
+        raise ValueError(f"tokenizer has no {DOC_START!r} token; it is needed as the document-start token")
+    return int(token_id)
+
+
+def tokenize(tokenizer, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """w = [document start] + tokens of text, and each text token's character offsets."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = np.array([doc_start_id(tokenizer)] + list(enc["input_ids"]), dtype=np.int64)
+    return ids, [tuple(o) for o in enc["offset_mapping"]]
+
+
+def load_speech_index(speech_dir: str | Path) -> list[dict]:
+    return ShardedStore(speech_dir).records
+
+
+def speech_store(speech_dir: str | Path) -> ShardedStore:
+    """Synthesized or natural speech by document id: `.record(id)` (text, words, ...), `.array(id)` int16 samples."""
+    return ShardedStore(speech_dir)
+
+
+class FeatureReader:
+    """Encoder features of a corpus by document id: `reader[id]` is a float16 [n_frames, dim] view (memory-mapped).
+
+    The stable way to read features; the on-disk layout behind it is salad.storage.store's.
+    """
+
+    def __init__(self, features_dir: str | Path):
+        self.dir = Path(features_dir)
+        self._store = ShardedStore(self.dir)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, doc_id: str) -> bool:
+        return doc_id in self._store
+
+    def ids(self) -> list[str]:
+        return self._store.ids()
+
+    def __getitem__(self, doc_id: str) -> np.ndarray:
+        if doc_id not in self._store:
+            raise KeyError(f"{self.dir}: no features for document {doc_id!r}")
+        return self._store.array(doc_id)
+
+
+def load_aligned(speech_dir: str | Path, features_dir: str | Path, tokenizer) -> list[AlignedDoc]:
+    """Documents with tokens mapped to words, words to times, and their encoder features (as float32)."""
+    speech = load_speech_index(speech_dir)
+    features = FeatureReader(features_dir)
+    docs = []
+    for rec in speech:
+        if rec["id"] not in features:
+            raise ValueError(f"{features_dir}: no features for document {rec['id']!r}; rerun `salad encode`")
+        ids, offsets = tokenize(tokenizer, rec["text"])
+        words = rec["words"]
+        token_word = map_tokens_to_words(offsets, rec["text"], [(w[1], w[2]) for w in words])
+        docs.append(AlignedDoc(
+            id=rec["id"],
+            token_ids=ids,
+            token_word=np.concatenate([[-1], token_word]),
+            word_times=np.array([[w[3], w[4]] for w in words], dtype=np.float64),
+            features=np.asarray(features[rec["id"]], dtype=np.float32),
+        ))
+    return docs

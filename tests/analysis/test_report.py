@@ -1,0 +1,88 @@
+"""The report registry (salad.analysis.artifacts), its writers and index (salad.analysis.report), and dvc.yaml's report stages."""
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+import pytest
+import yaml
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from salad.analysis.artifacts import ARTIFACTS, NOTEBOOK_PARAMS, NOTEBOOKS, PAPER, Artifact, coverage  # noqa: E402
+from salad.analysis.report import save_figure, save_metrics, save_table, write_index  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_result_of_the_paper_is_regenerated_by_an_artifact():
+    missing = [p for p, names in coverage().items() if not names]
+    assert missing == []
+    assert set(coverage()) == set(PAPER) and "Table 6" not in PAPER  # Table 6 holds prompts, no results
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_writes_exactly_its_registered_artifacts(notebook):
+    source = (ROOT / "notebooks" / f"{notebook}.py").read_text()
+    written = set(re.findall(r'"([A-Za-z0-9_]+)",\s*reports\b', source))  # save_*(obj, "name", reports, ...)
+    registered = {a.name for a in ARTIFACTS if a.notebook == notebook}
+    assert written == registered
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_dvc_stage_of_each_notebook_declares_its_folder_and_params(notebook):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stage = stages[f"report-{notebook}"]
+    assert stage["cmd"] == f"salad report --notebook notebooks/{notebook}.py --out reports/{notebook}"
+    assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [f"reports/{notebook}"]
+    assert tuple(stage["params"]) == NOTEBOOK_PARAMS[notebook]
+    assert f"notebooks/{notebook}.py" in stage["deps"]
+    assert f"reports/{notebook}" in stages["report-index"]["deps"]
+
+
+def test_artifact_validation_names_the_problem():
+    with pytest.raises(ValueError, match="not tables or figures of the paper"):
+        Artifact("x", "table", "stage1", ("Table 6",), "prompts")
+    with pytest.raises(ValueError, match="unknown notebook"):
+        Artifact("x", "table", "report", (), "")
+    with pytest.raises(ValueError, match="kind"):
+        Artifact("x", "plot", "stage1", (), "")
+
+
+def test_writers_refuse_unregistered_names_and_write_registered_ones(tmp_path):
+    out = tmp_path / "stage1"
+    frame = pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", "y"]})
+    with pytest.raises(KeyError, match="not registered"):
+        save_table(frame, "no_such_table", out)
+    with pytest.raises(KeyError, match="notebook 'analysis'"):
+        save_table(frame, "benchmarks", tmp_path / "analysis")  # a stage1 table written by another notebook
+    save_table(frame, "benchmarks", out, caption="caption")
+    assert (out / "tables" / "benchmarks.md").read_text().startswith("caption\n\n| a | b |")
+    assert pd.read_csv(out / "tables" / "benchmarks.csv")["b"].tolist() == ["x", "y"]
+    fig, ax = plt.subplots()
+    with pytest.raises(KeyError, match="registered as a table"):
+        save_figure(fig, "benchmarks", out)
+    save_figure(fig, "training_and_misalignment", out)
+    assert {p.name for p in (out / "figures").iterdir()} == {"training_and_misalignment.png",
+                                                            "training_and_misalignment.svg"}
+    save_metrics({"M": 0.5, "gap": float("nan")}, out)
+    assert json.loads((out / "metrics.json").read_text()) == {"M": 0.5, "gap": None}
+
+
+def test_index_lists_every_artifact_and_refuses_missing_files(tmp_path):
+    for a in ARTIFACTS:
+        for f in a.files:
+            (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / f).write_text("| claim | verdict |\n|---|---|\n| c | yes |\n" if a.name == "findings" else "x")
+    write_index(tmp_path, tmp_path / "README.md")
+    index = (tmp_path / "README.md").read_text()
+    for a in ARTIFACTS:
+        assert f"`{a.name}`" in index and all(f"({f})" in index for f in a.files)
+    assert "| Figure 7 | `mmsu_categories`, `figure7_mmsu_categories` |" in index
+    assert "| c | yes |" in index
+    (tmp_path / ARTIFACTS[0].files[0]).unlink()
+    with pytest.raises(FileNotFoundError, match=ARTIFACTS[0].files[0]):
+        write_index(tmp_path, tmp_path / "README.md")
