@@ -590,3 +590,18 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     return params_from_dict(raw, where=str(path))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cell names: how dvc.yaml's matrix stages name their outputs (`${item.data}-${item.alpha}`, `${item.gamma}-...`).
+# Stages write under these names and the report readers find them by the same function.
+
+
+def grid_cell_name(data: str, alpha: float) -> str:
+    """The analysis grid's cell of data side `data` and weight `alpha`: <data>-<alpha>, e.g. speech-0.5."""
+    return f"{data}-{float(alpha)}"
+
+
+def stage2_cell_name(gamma: float, budget: float) -> str:
+    """The Stage II cell of exponent `gamma` and budget `budget`: <gamma>-<budget>, e.g. 5.0-0.01."""
+    return f"{float(gamma)}-{float(budget)}"

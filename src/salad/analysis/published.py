@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "paper" / "published.csv"
+DEFAULT_PATH = Path(__file__).resolve().parents[3] / "data" / "paper" / "published.csv"
 REQUIRED_COLUMNS = ("table", "row", "column", "value", "unit", "note")
 
 

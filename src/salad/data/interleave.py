@@ -140,6 +140,16 @@ class Interleaved:
         return len(self.input_ids)
 
 
+def draw_interleaved(doc: AlignedDoc, rng: np.random.Generator, text_span: tuple[int, int],
+                     speech_span: tuple[int, int], max_len: int | None = None) -> Interleaved:
+    """One interleaved sequence c of `doc`: a span layout drawn from `rng` (draw_layout), then built (interleave).
+
+    Every place that turns a document into a training or measurement sequence calls this, so the draw is the same
+    everywhere: Stage I and II plans, M and F, M(c).
+    """
+    return interleave(doc, draw_layout(doc.cut_points(), doc.n_words, rng, text_span, speech_span), max_len)
+
+
 def interleave(doc: AlignedDoc, layout: list[tuple[str, int, int]], max_len: int | None = None) -> Interleaved:
     """Build c from a layout; the document-start token always opens c. Truncated to `max_len` positions."""
     # elements: ("t", k) for token w_k, ("s", frame) for a speech frame
