@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.speech.align import DTWAligner, DTWConfig, _euclidean, dtw_path, naive_dtw_path, spectral_features
+from salad.speech.align import (DTWAligner, DTWConfig, dtw_path, naive_dtw_path, pairwise_euclidean,
+                                spectral_features)
 from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def dtw_speed(texts: list[str]) -> dict:
     """Vectorised against naive DTW on the first transcript (same features, same path)."""
     tts = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SAMPLE_RATE)
     ref = EspeakTTS(sample_rate=SAMPLE_RATE).synthesize(texts[0])
-    cost = _euclidean(spectral_features(ref.audio, SAMPLE_RATE), spectral_features(tts.synthesize(texts[0]).audio,
+    cost = pairwise_euclidean(spectral_features(ref.audio, SAMPLE_RATE), spectral_features(tts.synthesize(texts[0]).audio,
                                                                                     SAMPLE_RATE))
     t0 = time.perf_counter()
     fast = dtw_path(cost)

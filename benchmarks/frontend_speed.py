@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.stages.encode import encode_corpus
+from salad.speech.encoding import encode_corpus
 from salad.speech.encoders.logmel import STACK, LogMelEncoder
-from salad.stages.synthesize import synthesize_corpus
+from salad.speech.synthesis import synthesize_corpus
 from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def naive_logmel(enc: LogMelEncoder, audio: np.ndarray) -> np.ndarray:
     for j in range(n_out * STACK):
         frame = padded[j * enc.hop:j * enc.hop + enc.win_length] * enc.window
         spec = np.fft.rfft(frame, n=enc.n_fft)
-        mel = (np.abs(spec) ** 2).astype(np.float32) @ enc._filters
+        mel = (np.abs(spec) ** 2).astype(np.float32) @ enc.filters
         rows.append((np.log(mel + 1e-6) + 8.0) / 4.0)
     return np.stack(rows).reshape(n_out, enc.dim)
 

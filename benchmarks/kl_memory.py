@@ -1,15 +1,16 @@
 """Peak memory and time of the chunked masked objective against the naive dense KL (docs/design.md §4, issue 4).
 
 Setting of the paper: vocabulary 151,936 (Qwen2.5), one sequence of 2,048 positions, all positions masked (the worst
-case). The naive baseline forms full fp32 logits for student and teacher, log-softmaxes both and sums the KL and
-the NLL and lets autograd differentiate. The chunked variant is the objective used in training,
+case). The naive baseline forms full fp32 logits for student and teacher, log-softmaxes both and sums the
+divergence and the NLL and lets autograd differentiate. The chunked variant is the objective used in training,
 salad.training.objective.distillation_objective: it forms logits for `chunk` rows at a time and computes each chunk's gradient
 in the forward pass (fused linear loss, no recomputation). Both compute the same loss and gradients (checked here).
 Each variant runs in its own process so that peak memory is its own: `ru_maxrss` on CPU, `max_memory_allocated` on
-CUDA.
+CUDA. The divergence is the paper's forward KL unless --divergence names another (train.divergence).
 
     python benchmarks/kl_memory.py                   # CPU, hidden 64
     python benchmarks/kl_memory.py --device cuda --hidden 2048
+    python benchmarks/kl_memory.py --divergence jsd --beta 0.5
 """
 
 from __future__ import annotations
@@ -35,23 +36,26 @@ def inputs(args, device):
     return h_s, h_t, w_s, w_t, y
 
 
-def naive(h_s, h_t, w_s, w_t, y, alpha):
+def naive(h_s, h_t, w_s, w_t, y, alpha, divergence, beta):
+    from salad.training.objective import divergence_rows
+
     log_p = F.log_softmax((h_s @ w_s.T).float(), -1)
     with torch.no_grad():
         log_q = F.log_softmax((h_t @ w_t.T).float(), -1)
-    kl = (log_q.exp() * (log_q - log_p)).sum()
+    div = divergence_rows(log_q, log_p, divergence, beta).sum()
     nll = F.nll_loss(log_p, y, reduction="sum")
-    return (alpha * kl + (1 - alpha) * nll) / y.shape[0]
+    return (alpha * div + (1 - alpha) * nll) / y.shape[0]
 
 
-def chunked(h_s, h_t, w_s, w_t, y, alpha, chunk):
+def chunked(h_s, h_t, w_s, w_t, y, alpha, chunk, divergence, beta):
     from salad.training.objective import distillation_objective
 
     s_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)
     t_head = torch.nn.Linear(h_s.shape[1], w_s.shape[0], bias=False, device=h_s.device)
     s_head.weight = torch.nn.Parameter(w_s)
     t_head.weight = torch.nn.Parameter(w_t, requires_grad=False)
-    loss, _ = distillation_objective(h_s, h_t, y, s_head, t_head, alpha, y.shape[0], chunk=chunk)
+    loss, _ = distillation_objective(h_s, h_t, y, s_head, t_head, alpha, y.shape[0], chunk=chunk,
+                                     divergence=divergence, beta=beta)
     return loss, s_head.weight
 
 
@@ -68,10 +72,10 @@ def worker(args) -> dict:
     for _ in range(args.repeats):
         h_s.grad = None
         if args.variant == "naive":
-            loss = naive(h_s, h_t, w_s, w_t, y, args.alpha)
+            loss = naive(h_s, h_t, w_s, w_t, y, args.alpha, args.divergence, args.beta)
             w = w_s
         else:
-            loss, w = chunked(h_s, h_t, w_s, w_t, y, args.alpha, args.chunk)
+            loss, w = chunked(h_s, h_t, w_s, w_t, y, args.alpha, args.chunk, args.divergence, args.beta)
         w.grad = None
         loss.backward()
     if device.type == "cuda":
@@ -91,6 +95,8 @@ def main():
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--chunk", type=int, default=256)
     p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--divergence", choices=["forward_kl", "reverse_kl", "jsd"], default="forward_kl")
+    p.add_argument("--beta", type=float, default=0.5, help="the JSD's beta, in (0, 1)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--variant", choices=["naive", "chunked"], help=argparse.SUPPRESS)
@@ -104,7 +110,8 @@ def main():
         results[variant] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     n, c = results["naive"], results["chunked"]
     report = {
-        "setting": {k: getattr(args, k) for k in ("vocab", "length", "hidden", "chunk", "alpha", "device")},
+        "setting": {k: getattr(args, k) for k in ("vocab", "length", "hidden", "chunk", "alpha", "divergence", "beta",
+                                                  "device")},
         "naive": n, "chunked": c,
         "memory_ratio": c["peak_bytes"] / n["peak_bytes"],
         "time_ratio": c["seconds"] / n["seconds"],

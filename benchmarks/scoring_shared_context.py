@@ -2,7 +2,8 @@
 
 The harness runs each context once and scores all of its choices as one batch on the repeated KV cache
 (salad.evaluation.scoring.score_continuations); the naive baseline runs context + choice once per choice
-(salad.evaluation.scoring._score_without_cache). Both are timed in the same run on the same items, and their scores compared.
+(salad.evaluation.scoring.score_continuations_without_cache). Both are timed in the same run on the same items, and
+their scores compared.
 The model has the default world's teacher shape with random weights: speed does not depend on the weights.
 
     python benchmarks/scoring_shared_context.py --items 100 --shots 3
@@ -19,9 +20,9 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from salad.data.documents import doc_start_id
-from salad.evaluation.scoring import _score_without_cache, score_continuations, text_requests
+from salad.evaluation.scoring import score_continuations, score_continuations_without_cache, text_requests
 from salad.evaluation.tasks import fewshot_prefix, load_items
-from salad.stages.teacher import train_tokenizer
+from salad.model.teacher import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def main():
         requests.append((model.get_input_embeddings()(torch.tensor(ctx)), conts))
 
     timings, scores = {}, {}
-    for name, fn in (("per_choice", lambda e, c: _score_without_cache(model, e, c)),
+    for name, fn in (("per_choice", lambda e, c: score_continuations_without_cache(model, e, c)),
                      ("shared_context", lambda e, c: score_continuations(model, e, c))):
         fn(*requests[0])  # warm-up
         t0 = time.perf_counter()

@@ -39,8 +39,7 @@ import pandas as pd
 
 from salad.analysis import regressions as analysis
 from salad.config import load_params
-from salad.stages.grid import grid_results
-from salad.analysis.results import grid_teacher_accuracy
+from salad.analysis.results import grid_results, grid_teacher_accuracy
 from salad.analysis.report import save_figure, save_metrics, save_table
 
 root = Path(root)

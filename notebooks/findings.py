@@ -30,11 +30,9 @@ import pandas as pd
 
 from salad.analysis import findings, paper_tables
 from salad.analysis import regressions as analysis
-from salad.config import load_params
-from salad.stages.grid import grid_results
+from salad.config import load_params, stage2_cell_name
 from salad.analysis.report import save_metrics, save_table
-from salad.analysis.results import stage2_per_task
-from salad.stages.stage2 import cell_name, stage2_results
+from salad.analysis.results import grid_results, stage2_per_task, stage2_results
 
 root = Path(root)
 params = load_params(params_path)
@@ -44,8 +42,8 @@ grid = grid_results(params, root / "metrics")
 stage2 = stage2_results(params, root / "metrics", stage1_records, root / "data" / "stage2")
 per_task = stage2_per_task(params, stage1_records, root / "data" / "stage2",
                              [(0.0, params.active.budget), (params.active.gamma, params.active.budget)])
-table4 = paper_tables.table4(per_task, cell_name(0.0, params.active.budget),
-                             cell_name(params.active.gamma, params.active.budget))
+table4 = paper_tables.table4(per_task, stage2_cell_name(0.0, params.active.budget),
+                             stage2_cell_name(params.active.gamma, params.active.budget))
 chance = findings.average_chance(evaluate)
 
 # %%

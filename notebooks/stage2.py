@@ -33,17 +33,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from salad.analysis import paper_tables
-from salad.config import load_params
+from salad.config import load_params, stage2_cell_name
 from salad.analysis.report import save_figure, save_metrics, save_table
 from salad.analysis.category_gains import mmsu_category_gains
-from salad.analysis.results import checkpoint_positions, stage2_per_task
-from salad.stages.stage2 import cell_name, stage2_results
+from salad.analysis.results import checkpoint_positions, stage2_per_task, stage2_results
 
 root = Path(root)
 params = load_params(params_path)
 evaluate = json.loads((root / "metrics" / "evaluate.json").read_text())
 stage1_records = root / "data" / "eval" / "student.jsonl"
-uniform, active = cell_name(0.0, params.active.budget), cell_name(params.active.gamma, params.active.budget)
+uniform = stage2_cell_name(0.0, params.active.budget)
+active = stage2_cell_name(params.active.gamma, params.active.budget)
 
 # %% [markdown]
 # ## Active selection: where the corpora fall, where the model is misaligned, what Stage II drew (paper Figures 2 and 9)
@@ -53,7 +53,7 @@ uniform, active = cell_name(0.0, params.active.budget), cell_name(params.active.
 # Stage I model's L_DIST on the cluster's probe documents; D_active is drawn in proportion to P_web(c)·M(c)^γ.
 
 # %%
-from salad.stages.active import cluster_table
+from salad.analysis.results import cluster_table
 
 clusters = cluster_table(params, root / "metrics").sort_values("M", ascending=False, ignore_index=True)
 save_table(clusters, "active_clusters", reports,

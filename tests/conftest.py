@@ -10,7 +10,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from salad.data.documents import DOC_START, tokenize
-from salad.data.interleave import FRAME_RATE, AlignedDoc, map_tokens_to_words
+from salad.data.interleave import AlignedDoc, map_tokens_to_words
+from salad.speech.encoders import FRAME_RATE
 
 TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwhile the old farmer's wife "
         "counts 2,500 eggs and sells them at the market for three dollars each! ") * 4
@@ -95,7 +96,7 @@ def world(tmp_path_factory):
 
     from salad.config import load_params
     from salad.stages.encode import encode
-    from salad.data.prepare import prepare
+    from salad.stages.prepare import prepare
     from salad.stages.synthesize import synthesize
     from salad.stages.teacher import train_teacher
 

@@ -1,7 +1,10 @@
-"""`salad <stage>`: one subcommand per pipeline stage; `dvc.yaml` calls these, and so can you.
+"""`salad <command>`: one subcommand per pipeline stage; `dvc.yaml` calls these, and so can you.
 
-Each subcommand is a thin wrapper: it reads the params file, calls one plain function of the library with explicit
-input and output paths, and prints the stage's summary as JSON.
+`COMMANDS` is the whole CLI: each subcommand names one plain function and says what it does in a line. The options
+are that function's parameters, read from its signature: `--name` per parameter, required when it has no default,
+the function's own default otherwise. Nothing here holds a path or a default of a stage: the paths are written once,
+in dvc.yaml's cmd, and the defaults once, in the signature. So cli.py changes no result and is no dependency of a
+stage (dvc.yaml's header states the rule; tests/test_dvc_deps.py checks it).
 """
 
 from __future__ import annotations
@@ -9,236 +12,316 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import json
 import sys
+import types
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Literal
 
-from salad.scale.estimate import Rates
+from salad.config import Params, load_params
 from salad.offline import go_offline
+from salad.scale.estimate import Rates
+
+PARAMS_FILE = Path("params.yaml")
 
 
-def _stage(name: str, help: str, sub, *paths: tuple[str, str]):
-    p = sub.add_parser(name, help=help)
-    p.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    for flag, default in paths:
-        p.add_argument(f"--{flag}", type=Path, default=Path(default), help=f"(default: {default})")
-    return p
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function it calls, as "module:function" (imported only when the command runs, so that
+    `salad --help` stays fast), and one line of help."""
+
+    target: str
+    help: str
+    online: bool = False
+    """May reach the network; every other command runs offline (salad.offline) from its first import on."""
+
+    def function(self) -> Callable:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="salad", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="stage", required=True)
-    _stage("prepare", "deterministic splits of the shipped raw data", sub, ("raw", "data/raw"), ("out", "data/prepared"))
-    _stage("teacher", "train the tokenizer and the teacher LM", sub, ("prepared", "data/prepared"),
-           ("out", "data/models/teacher"), ("live", "dvclive/teacher"), ("metrics", "metrics/teacher.json"))
-    _stage("synthesize", "espeak-ng speech with word timestamps", sub, ("prepared", "data/prepared"),
-           ("root", "."), ("out", "data/speech"))
-    _stage("natural", "natural speech from a manifest, word-timed and resampled", sub, ("root", "."),
-           ("out", "data/natural"))
-    _stage("encode", "frozen speech-encoder features at 12.5 Hz", sub, ("speech", "data/speech"),
-           ("natural", "data/natural"), ("out", "data/features"))
-    _stage("train", "Stage I training of the speech-adapted LM", sub, ("teacher", "data/models/teacher"),
-           ("prepared", "data/prepared"), ("speech", "data/speech"), ("features", "data/features"),
-           ("out", "data/models/student"), ("live", "dvclive/train"), ("metrics", "metrics/train.json"),
-           ("checkpoints", "data/checkpoints/student"))
-    _stage("measure", "misalignment M and forgetting F", sub, ("teacher", "data/models/teacher"),
-           ("model", "data/models/student"), ("speech", "data/speech"), ("features", "data/features"),
-           ("metrics", "metrics/measure.json"))
-    _stage("evaluate", "benchmarks in text and speech mode", sub, ("teacher", "data/models/teacher"),
-           ("model", "data/models/student"), ("root", "."), ("features", "data/features"),
-           ("speech", "data/speech"), ("out", "data/eval"), ("metrics", "metrics/evaluate.json"))
-    cell = [("teacher", "data/models/teacher"), ("root", "."), ("prepared", "data/prepared"),
-            ("speech", "data/speech"), ("features", "data/features")]
-    for name, help, paths in (
-        ("grid-train", "train one cell (alpha, data) of the analysis grid, every budget",
-         [("out", "data/grid/cell/model"), ("live", "dvclive/grid/cell"), ("metrics", "metrics/grid/cell/train.json"),
-          ("checkpoints", "data/checkpoints/grid/cell")]),
-        ("grid-measure", "M and F of every model of a grid cell",
-         [("model", "data/grid/cell/model"), ("metrics", "metrics/grid/cell/measure.json")]),
-        ("grid-evaluate", "benchmarks of every model of a grid cell",
-         [("model", "data/grid/cell/model"), ("out", "data/grid/cell/eval"),
-          ("metrics", "metrics/grid/cell/evaluate.json")]),
-    ):
-        p = _stage(name, help, sub, *cell, *paths)
-        p.add_argument("--alpha", type=float, required=True, help="the cell's alpha (one of grid.alphas)")
-        p.add_argument("--data", required=True, choices=["speech", "broad"],
-                       help="the cell's data side: its speech store (D_speech, narrow; D_broad, broad synthetic)")
-    _stage("active-embed", "sentence embeddings of the selection pool, the probes and D_speech", sub,
-           ("prepared", "data/prepared"), ("out", "data/active/embeddings"))
-    _stage("active-cluster", "balanced k-means of the pool, probes and terms per cluster", sub,
-           ("embeddings", "data/active/embeddings"), ("out", "data/active/clusters"),
-           ("metrics", "metrics/active/clusters.json"))
-    _stage("active-probes", "the probe documents spoken in the fixed voice and encoded", sub,
-           ("clusters", "data/active/clusters"), ("out", "data/active/probes"))
-    _stage("active-misalignment", "M(c): L_DIST of the Stage I model on each cluster's probes", sub,
-           ("teacher", "data/models/teacher"), ("model", "data/models/student"), ("clusters", "data/active/clusters"),
-           ("probes", "data/active/probes"), ("metrics", "metrics/active/misalignment.json"))
-    select = _stage("active-select", "D_active for one gamma and every budget: drawn, spoken and encoded", sub,
-                    ("embeddings", "data/active/embeddings"), ("clusters", "data/active/clusters"),
-                    ("misalignment", "metrics/active/misalignment.json"), ("probes", "data/active/probes"),
-                    ("speech", "data/speech"), ("out", "data/active/select/gamma"),
-                    ("metrics", "metrics/active/select/gamma.json"))
-    select.add_argument("--gamma", type=float, required=True, help="the exponent of M(c) (one of active.gammas)")
-    stage2_cell = [("teacher", "data/models/teacher"), ("model", "data/stage2/cell/model")]
-    for name, help, paths in (
-        ("stage2-train", "Stage II from Stage I's pre-decay checkpoint on D_speech, D_active and text",
-         [("teacher", "data/models/teacher"), ("stage1", "data/models/student"), ("prepared", "data/prepared"), ("speech", "data/speech"),
-          ("features", "data/features"), ("select", "data/active/select/gamma"), ("out", "data/stage2/cell/model"),
-          ("live", "dvclive/stage2/cell"), ("metrics", "metrics/stage2/cell/train.json"),
-          ("checkpoints", "data/checkpoints/stage2/cell")]),
-        ("stage2-measure", "M and F of a Stage II model",
-         [*stage2_cell, ("speech", "data/speech"), ("features", "data/features"),
-          ("metrics", "metrics/stage2/cell/measure.json")]),
-        ("stage2-evaluate", "benchmarks of a Stage II model",
-         [*stage2_cell, ("root", "."), ("features", "data/features"), ("out", "data/stage2/cell/eval.jsonl"),
-          ("metrics", "metrics/stage2/cell/evaluate.json")]),
-    ):
-        p = _stage(name, help, sub, *paths)
-        p.add_argument("--gamma", type=float, required=True, help="the cell's gamma (one of active.gammas)")
-        p.add_argument("--budget", type=float, required=True,
-                       help="the cell's budget, a fraction of D_speech's audio (one of active.budgets)")
-    _stage("stage2-mmsu", "the active Stage II model on every MMSU item of `evaluate`, in speech (Figure 7)", sub,
-           ("teacher", "data/models/teacher"), ("model", "data/stage2/cell/model"), ("root", "."),
-           ("features", "data/features"), ("out", "data/stage2_mmsu.jsonl"), ("metrics", "metrics/stage2_mmsu.json"))
-    report = _stage("report", "execute a report notebook with papermill into reports/<notebook>/", sub,
-                    ("notebook", "notebooks/stage1.py"), ("out", "reports/stage1"))
-    report.add_argument("--timeout", type=int, default=600, help="seconds per cell")
-    _stage("report-index", "reports/README.md from the artifact registry, dvc.yaml and the rendered reports", sub,
-           ("reports", "reports"), ("out", "reports/README.md"))
-    base = _stage("baseline", "score another speech LLM (Tables 3 and 5) on the evaluate stage's items", sub,
-                  ("root", "."), ("speech", "data/speech"), ("out", "data/baselines"))
-    base.add_argument("--name", required=True, help="a key of salad.baselines.speech_llms.BASELINES, e.g. qwen2-audio-7b-instruct")
-    base.add_argument("--model", type=Path, required=True, help="local folder of the model (its hub checkpoint)")
-    base.add_argument("--asr-model", type=Path, default=None,
-                      help="cascade only: local Whisper folder (default: evaluate.asr_model; null: oracle transcript)")
-    base.add_argument("--reference", type=Path, default=None,
-                      help="text-mode records (.jsonl) of the baseline's text backbone, for the gaps")
-    base.add_argument("--modes", nargs="+", default=["text", "speech"], choices=["text", "speech"])
-    base.add_argument("--limit", type=int, default=None, help="only the first N items of every task and format")
-    base.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    base.add_argument("--metrics", type=Path, default=None, help="(default: metrics/baselines/<name>.json)")
+COMMANDS: dict[str, Command] = {
+    "prepare": Command("salad.stages.prepare:prepare", "deterministic splits of the shipped raw data"),
+    "teacher": Command("salad.stages.teacher:train_teacher", "train the tokenizer and the teacher LM"),
+    "synthesize": Command("salad.stages.synthesize:synthesize", "espeak-ng speech with word timestamps"),
+    "natural": Command("salad.stages.natural:ingest", "natural speech from a manifest, word-timed and resampled"),
+    "encode": Command("salad.stages.encode:encode", "frozen speech-encoder features at 12.5 Hz"),
+    "train": Command("salad.stages.train:train", "Stage I training of the speech-adapted LM"),
+    "measure": Command("salad.stages.measure:measure", "misalignment M and forgetting F"),
+    "evaluate": Command("salad.stages.evaluate:evaluate", "benchmarks in text and speech mode"),
+    "grid-train": Command("salad.stages.grid:train_cell",
+                          "train one cell (alpha, data) of the analysis grid, every budget"),
+    "grid-measure": Command("salad.stages.grid:measure_cell", "M and F of every model of a grid cell"),
+    "grid-evaluate": Command("salad.stages.grid:evaluate_cell", "benchmarks of every model of a grid cell"),
+    "active-embed": Command("salad.stages.active:embed_stage",
+                            "sentence embeddings of the selection pool, the probes and D_speech"),
+    "active-cluster": Command("salad.stages.active:cluster_stage",
+                              "balanced k-means of the pool, probes and terms per cluster"),
+    "active-probes": Command("salad.stages.active:probes_stage",
+                             "the probe documents spoken in the fixed voice and encoded"),
+    "active-misalignment": Command("salad.stages.active:misalignment_stage",
+                                   "M(c): L_DIST of the Stage I model on each cluster's probes"),
+    "active-select": Command("salad.stages.active:select_stage",
+                             "D_active for one gamma and every budget: drawn, spoken and encoded"),
+    "stage2-train": Command("salad.stages.stage2:train_cell",
+                            "Stage II from Stage I's pre-decay checkpoint on D_speech, D_active and text"),
+    "stage2-measure": Command("salad.stages.stage2:measure_cell", "M and F of a Stage II model"),
+    "stage2-evaluate": Command("salad.stages.stage2:evaluate_cell", "benchmarks of a Stage II model"),
+    "stage2-mmsu": Command("salad.stages.stage2:mmsu_stage",
+                           "the active Stage II model on every MMSU item of `evaluate`, in speech (Figure 7)"),
+    "report": Command("salad.analysis.report:run_notebook",
+                      "execute a report notebook with papermill into reports/<notebook>/"),
+    "report-index": Command("salad.cli:report_index",
+                            "reports/README.md from the artifact registry, dvc.yaml and the rendered reports"),
     # tools around the pipeline (not DVC stages)
-    check = sub.add_parser("check-profile", help="validate a profile end to end on tiny stand-ins of its models, "
-                                                 "and list the local files it needs")
-    check.add_argument("profile", type=Path, help="params file, e.g. params/paper-3b.yaml")
-    check.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
-    check.add_argument("--raw", type=Path, default=Path("data/raw"), help="(default: data/raw)")
-    check.add_argument("--out", type=Path, default=None, help="also write the report as JSON to this file")
-    est = _stage("estimate", "dry run: audio hours, disk and GPU-hours of a profile (--params), printed", sub)
-    for f in dataclasses.fields(Rates):  # each assumption of the estimate (salad.scale.estimate.Rates) is a flag
-        est.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                         help=f"(default: {f.default:g})")
-    est.add_argument("--json", action="store_true", help="print the estimate as JSON")
-    fetch = _stage("fetch", "stream a corpus of the profile's `corpora` section into local parts (resumable; "
-                            "torchrun ranks or RANK/WORLD_SIZE split it)", sub)
-    fetch.add_argument("--corpus", required=True, choices=["web", "text_mix", "natural_speech"])
-    return parser
-
-
-CELL_STAGES = {  # stage: (module, function, the arguments after params, in order)
-    "grid-train": ("salad.stages.grid", "train_cell", "alpha data teacher prepared speech features out live metrics checkpoints"),
-    "grid-measure": ("salad.stages.grid", "measure_cell", "alpha data teacher model speech features metrics"),
-    "grid-evaluate": ("salad.stages.grid", "evaluate_cell", "alpha data teacher model root features out metrics"),
-    "active-embed": ("salad.stages.active", "embed_stage", "prepared out"),
-    "active-cluster": ("salad.stages.active", "cluster_stage", "embeddings out metrics"),
-    "active-probes": ("salad.stages.active", "probes_stage", "clusters out"),
-    "active-misalignment": ("salad.stages.active", "misalignment_stage", "teacher model clusters probes metrics"),
-    "active-select": ("salad.stages.active", "select_stage",
-                      "gamma embeddings clusters misalignment probes speech out metrics"),
-    "stage2-train": ("salad.stages.stage2", "train_cell",
-                     "gamma budget teacher stage1 prepared speech features select out live metrics checkpoints"),
-    "stage2-measure": ("salad.stages.stage2", "measure_cell", "gamma budget teacher model speech features metrics"),
-    "stage2-evaluate": ("salad.stages.stage2", "evaluate_cell", "gamma budget teacher model root features out metrics"),
-    "stage2-mmsu": ("salad.analysis.category_gains", "mmsu_stage", "teacher model root features out metrics"),
+    "baseline": Command("salad.cli:baseline",
+                        "score another speech LLM (Tables 3 and 5) on the evaluate stage's items"),
+    "check-profile": Command("salad.cli:check_profile", "validate a profile end to end on tiny stand-ins of its "
+                                                        "models, and list the local files it needs"),
+    "estimate": Command("salad.cli:estimate",
+                        "dry run: audio hours, disk and GPU-hours of a profile (--params), printed"),
+    "fetch": Command("salad.cli:fetch", "stream a corpus of the profile's `corpora` section into local parts "
+                                        "(resumable; torchrun ranks or RANK/WORLD_SIZE split it)", online=True),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.stage != "fetch":  # fetching a corpus is the one command that may reach the hub
-        go_offline()
-    if args.stage == "check-profile":
-        return _check_profile(args)
-    from salad.config import load_params
+# ---------------------------------------------------------------------------------------------------------------
+# Options from a signature
 
-    params = load_params(args.params)
-    if args.stage == "estimate":
-        from salad.scale.estimate import estimate, format_estimate
-        rates = Rates(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Rates)})
-        result = estimate(params, rates)
-        if not args.json:
-            print(format_estimate(result))
-            return 0
-    elif args.stage == "fetch":
-        from salad.scale.corpora import fetch
-        spec = getattr(params.corpora, args.corpus)
-        if spec is None:
-            raise SystemExit(f"{args.params}: corpora.{args.corpus} is null: name the corpus to fetch there")
-        c = params.corpora
-        result = fetch(args.corpus, spec, Path(c.out) / args.corpus, docs_per_part=c.docs_per_part,
-                       max_documents=c.max_documents)
-    elif args.stage == "baseline":
-        from salad.baselines.speech_llms import evaluate_baseline
-        result = evaluate_baseline(params, args.name, args.model, args.root, args.speech, args.out,
-                                   args.metrics or Path("metrics/baselines") / f"{args.name}.json",
-                                   asr_model=args.asr_model, reference=args.reference, modes=tuple(args.modes),
-                                   limit=args.limit, device=args.device)
-    elif args.stage == "prepare":
-        from salad.data.prepare import prepare
-        result = prepare(params, args.raw, args.out)
-    elif args.stage == "teacher":
-        from salad.stages.teacher import train_teacher
-        result = train_teacher(params, args.prepared, args.out, args.live, args.metrics)
-    elif args.stage == "synthesize":
-        from salad.stages.synthesize import synthesize
-        result = synthesize(params, args.prepared, args.root, args.out)
-    elif args.stage == "natural":
-        from salad.speech.natural import ingest
-        result = ingest(params, args.root, args.out)
-    elif args.stage == "encode":
-        from salad.stages.encode import encode
-        result = encode(params.encode, args.speech, args.out, natural=args.natural)
-    elif args.stage == "train":
-        from salad.stages.train import train
-        result = train(params, args.teacher, args.prepared, args.speech, args.features, args.out, args.live,
-                       args.metrics, args.checkpoints)
-    elif args.stage == "measure":
-        from salad.stages.measure import measure
-        result = measure(params, args.teacher, args.model, args.speech, args.features, args.metrics)
-    elif args.stage == "evaluate":
-        from salad.stages.evaluate import evaluate
-        result = evaluate(params, args.teacher, args.model, args.root, args.features, args.out, args.metrics,
-                          speech=args.speech)
-    elif args.stage in CELL_STAGES:
-        module, function, names = CELL_STAGES[args.stage]
-        run = getattr(importlib.import_module(module), function)
-        result = run(params, *(getattr(args, name) for name in names.split()))
-    elif args.stage == "report":
-        from salad.analysis.report import run_notebook
-        result = run_notebook(args.notebook, args.out, params_path=args.params, timeout=args.timeout)
-    elif args.stage == "report-index":
-        from salad.analysis.report import write_index
-        write_index(args.reports, args.out)
-        result = {"index": str(args.out)}
-    else:  # pragma: no cover - argparse rejects unknown stages
-        raise AssertionError(args.stage)
-    json.dump(result, sys.stdout, indent=2, default=str)
-    print()
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line argument of a function's parameter (a dataclass parameter has one per field)."""
+
+    parameter: str
+    flag: str
+    """`--name`, or the bare name of a positional argument (a positional-only parameter)."""
+    argparse: dict
+    """Keyword arguments of `add_argument`."""
+    read: Callable[[Any], Any] = lambda value: value
+    """The parsed value -> the function's argument."""
+    field: str | None = None
+    """The field of a dataclass parameter this option sets."""
+
+    @property
+    def dest(self) -> str:
+        return self.parameter if self.field is None else f"{self.parameter}.{self.field}"
+
+
+def option_name(parameter: str) -> str:
+    """`teacher_dir` -> `teacher`, `metrics_path` -> `metrics`, `asr_model` -> `asr-model`: the suffix says what kind
+    of path a parameter is, the option only which one (so dvc.yaml reads `--teacher data/models/teacher`)."""
+    for suffix in ("_dir", "_path"):
+        if parameter.endswith(suffix):
+            parameter = parameter[:-len(suffix)]
+    return parameter.replace("_", "-")
+
+
+def _section_of(hint: Any) -> str | None:
+    """The field of Params whose type is `hint` (a section such as EncodeConfig), if any."""
+    fields = typing.get_type_hints(Params)
+    return next((name for name, t in fields.items() if t is hint and dataclasses.is_dataclass(t)), None)
+
+
+def _params_reader(name: str, hint: Any) -> Callable[[Path], Any] | None:
+    """How a parameter takes the params file, if it does: `params` gets it loaded, a parameter typed as one of its
+    sections (`cfg: EncodeConfig`) that section, `params_path` the path itself."""
+    if name == "params_path":
+        return lambda path: path
+    if name == "params" or hint is Params:
+        return load_params
+    section = _section_of(hint)
+    if section is not None:
+        return lambda path: getattr(load_params(path), section)
+    return None
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _argument(hint: Any, default: Any) -> tuple[dict, Callable[[Any], Any]]:
+    """`add_argument` keywords for a value of type `hint` (raises TypeError for a type with no command-line form)
+    and how to turn the parsed value into the function's argument."""
+    origin, members = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None; str | Path reads as a Path
+        present = [m for m in members if m is not type(None)]
+        if Path in present:
+            return _argument(Path, default)
+        if len(present) == 1:
+            return _argument(present[0], default)
+        raise TypeError(f"no command-line form for {hint}")
+    if hint is bool:
+        return {"action": "store_true" if default is False else argparse.BooleanOptionalAction}, bool
+    if origin is Literal:
+        return {"type": type(members[0]), "choices": list(members)}, lambda value: value
+    if origin in (tuple, list):
+        element, _ = _argument(members[0], inspect.Parameter.empty)
+        return {**element, "nargs": "+"}, origin
+    if hint in (Path, str, int, float):
+        return {"type": hint}, lambda value: value
+    raise TypeError(f"no command-line form for {hint}")
+
+
+def options(function: Callable) -> list[Option]:
+    """The command-line options of `function`, from its signature (see the module docstring)."""
+    hints = typing.get_type_hints(function)
+    result = []
+    for p in inspect.signature(function).parameters.values():
+        hint, default, required = hints.get(p.name), p.default, p.default is inspect.Parameter.empty
+        shown = {} if required else {"default": argparse.SUPPRESS, "help": f"(default: {_shown(default)})"}
+        reader = _params_reader(p.name, hint)
+        if reader is not None:
+            result.append(Option(p.name, "--params", {"type": Path, "default": PARAMS_FILE,
+                                                      "help": f"params file (default: {PARAMS_FILE})"}, reader))
+        elif dataclasses.is_dataclass(hint):  # one option per field, e.g. estimate's Rates
+            base = hint() if required else default
+            field_hints = typing.get_type_hints(hint)
+            for f in dataclasses.fields(hint):
+                value = getattr(base, f.name)
+                kwargs, read = _argument(field_hints[f.name], value)
+                result.append(Option(p.name, f"--{option_name(f.name)}", {
+                    **kwargs, "default": argparse.SUPPRESS, "help": f"(default: {_shown(value)})"}, read, field=f.name))
+        else:
+            try:
+                kwargs, read = _argument(hint, default)
+            except TypeError:
+                if required:
+                    raise TypeError(f"{function.__qualname__}: parameter {p.name} has no command-line form") from None
+                continue  # e.g. a dict: the function's default stands
+            if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+                result.append(Option(p.name, p.name, {**kwargs, **({} if required else {"nargs": "?"}), **shown},
+                                     read))
+            else:
+                result.append(Option(p.name, f"--{option_name(p.name)}", {**kwargs, **shown, "required": required},
+                                     read))
+    flags = [o.flag for o in result]
+    if len(set(flags)) != len(flags):
+        raise ValueError(f"{function.__qualname__}: two parameters make the same option: {flags}")
+    return result
+
+
+def call(function: Callable, namespace: argparse.Namespace) -> Any:
+    """Call `function` with the parsed options; an option not given leaves the function's default."""
+    given = vars(namespace)
+    positional, keywords = [], {}
+    all_options = options(function)
+    hints = typing.get_type_hints(function)
+    for name, p in inspect.signature(function).parameters.items():
+        mine = [o for o in all_options if o.parameter == name and o.dest in given]
+        if not mine:
+            continue
+        if mine[0].field is not None:  # a dataclass from its fields' options, the rest from the default
+            base = hints[name]() if p.default is inspect.Parameter.empty else p.default
+            value = dataclasses.replace(base, **{o.field: o.read(given[o.dest]) for o in mine})
+        else:
+            value = mine[0].read(given[mine[0].dest])
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY:
+            positional.append(value)
+        else:
+            keywords[name] = value
+    return function(*positional, **keywords)
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; only those in `commands` (default: all) get their options, which imports their
+    functions."""
+    commands = set(COMMANDS) if commands is None else set(commands)
+    parser = argparse.ArgumentParser(prog="salad", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="command")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=f"{command.help} ({command.target})")
+        if name in commands:
+            for option in options(command.function()):
+                if option.flag.startswith("--"):
+                    named = {} if "choices" in option.argparse or "action" in option.argparse else {
+                        "metavar": option.flag[2:].upper().replace("-", "_")}
+                    p.add_argument(option.flag, dest=option.dest, **named, **option.argparse)
+                else:
+                    p.add_argument(option.flag, **option.argparse)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    command = COMMANDS.get(name)
+    if command is None or not command.online:  # before any import of the hub libraries
+        go_offline()
+    args = build_parser([name] if command is not None else []).parse_args(argv)
+    result = call(COMMANDS[args.subcommand].function(), args)
+    if result is not None:  # a command that prints its own report returns None
+        json.dump(result, sys.stdout, indent=2, default=str)
+        print()
     return 0
 
 
-def _check_profile(args) -> int:
+# ---------------------------------------------------------------------------------------------------------------
+# Commands that are not a library function as it stands
+
+
+def report_index(reports: Path, out: Path) -> dict:
+    """`reports/README.md` (`out`) from the artifact registry, dvc.yaml and the rendered reports under `reports`."""
+    from salad.analysis.report import write_index
+
+    write_index(reports, out)
+    return {"index": str(out)}
+
+
+def baseline(params: Params, name: str, model: Path, root: Path = Path("."), speech: Path = Path("data/speech"),
+             out: Path = Path("data/baselines"), metrics: Path | None = None, asr_model: Path | None = None,
+             reference: Path | None = None, modes: tuple[Literal["text", "speech"], ...] = ("text", "speech"),
+             limit: int | None = None, device: str | None = None) -> dict:
+    """Score the speech LLM `name` (a key of salad.baselines.speech_llms.BASELINES) from its local folder `model`;
+    `metrics` defaults to metrics/baselines/<name>.json. See `evaluate_baseline` for the rest."""
+    from salad.baselines.speech_llms import evaluate_baseline
+
+    return evaluate_baseline(params, name, model, root, speech, out,
+                             metrics or Path("metrics/baselines") / f"{name}.json",
+                             asr_model=asr_model, reference=reference, modes=modes, limit=limit, device=device)
+
+
+def check_profile(profile: Path, /, work: Path | None = None, raw: Path = Path("data/raw"),
+                  out: Path | None = None) -> None:
+    """Validate the params file `profile` on stand-ins in `work` (default: a temporary folder, removed) and print the
+    report; `out`: also write it as JSON there."""
     import tempfile
 
-    from salad.scale.check_profile import check_profile, format_report
+    import salad.scale.check_profile as profile_check
 
     with tempfile.TemporaryDirectory(prefix="salad-check-") as tmp:
-        report = check_profile(args.profile, args.work or tmp, raw=args.raw)
-    if args.out:
+        report = profile_check.check_profile(profile, work or tmp, raw=raw)
+    if out:
         from salad.storage.atomic import write_json
-        write_json(args.out, json.loads(json.dumps(report, default=str)))
-    print(format_report(report))
-    return 0
+        write_json(out, json.loads(json.dumps(report, default=str)))
+    print(profile_check.format_report(report))
+
+
+def estimate(params: Params, rates: Rates = Rates(), json: bool = False) -> dict | None:
+    """Print the dry-run estimate of the profile under `rates` (each a flag); `json`: return it, printed as JSON."""
+    import salad.scale.estimate as dry_run
+
+    result = dry_run.estimate(params, rates)
+    if json:
+        return result
+    print(dry_run.format_estimate(result))
+    return None
+
+
+def fetch(params_path: Path, corpus: Literal["web", "text_mix", "natural_speech"]) -> dict:
+    """Stream the profile's `corpora.<corpus>` into `<corpora.out>/<corpus>`: this rank's share, resumable."""
+    from salad.scale.corpora import fetch as fetch_corpus
+
+    c = load_params(params_path).corpora
+    spec = getattr(c, corpus)
+    if spec is None:
+        raise SystemExit(f"{params_path}: corpora.{corpus} is null: name the corpus to fetch there")
+    return fetch_corpus(corpus, spec, Path(c.out) / corpus, docs_per_part=c.docs_per_part,
+                        max_documents=c.max_documents)
 
 
 if __name__ == "__main__":

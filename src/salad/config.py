@@ -266,7 +266,8 @@ class EncodeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Stage I of the speech-adapted LM: loss alpha*KL + (1-alpha)*NLL on interleaved sequences (docs/design.md §4-5)."""
+    """Stage I of the speech-adapted LM: loss alpha*D + (1-alpha)*NLL on interleaved sequences, D the `divergence`
+    (forward KL by default) (docs/design.md §4-5)."""
 
     adapter_layers: int = 2
     adapter_width: int = 256
@@ -296,6 +297,16 @@ class TrainConfig:
     speech_span_words: tuple[int, int] = (5, 15)
     kl_chunk: int = 256
     """Masked positions per chunk when computing logits and KL (bounds memory at large vocabularies)."""
+    divergence: str = "forward_kl"
+    """The distillation divergence D(Q, P) of the objective α·D + (1−α)·NLL, teacher Q first, student P
+    (salad.training.objective): 'forward_kl' KL(Q‖P), the paper's; 'reverse_kl' KL(P‖Q); 'jsd' the generalized
+    Jensen-Shannon divergence β·KL(Q‖M) + (1−β)·KL(P‖M) with M = β·Q + (1−β)·P, as TRL's GKDTrainer. The measures M,
+    F and M(c) stay the forward KL whatever this is. Changes results."""
+    jsd_beta: float = 0.5
+    """β of divergence 'jsd', in [0, 1], and strictly inside (0, 1) when divergence is 'jsd': at β = 0 or 1 the
+    mixture M is P or Q and the JSD vanishes identically. Its normalised limits, JSD/β as β → 0 and JSD/(1−β) as
+    β → 1, are 'forward_kl' and 'reverse_kl': name those instead (TRL's GKD switches to them at the endpoints).
+    Unused by the KLs."""
     log_every: int = 10
     checkpoint_every: int = 100
     """Optimizer steps between checkpoints (model, optimizer, schedule, data position, RNG); 0 disables them."""
@@ -334,6 +345,11 @@ class TrainConfig:
         _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
         _check(self.precision in ("fp32", "bf16"), f"{w}.precision",
                f"must be 'fp32' or 'bf16', got {self.precision!r}")
+        _check(self.divergence in ("forward_kl", "reverse_kl", "jsd"), f"{w}.divergence",
+               f"must be 'forward_kl', 'reverse_kl' or 'jsd', got {self.divergence!r}")
+        _check(0.0 <= self.jsd_beta <= 1.0, f"{w}.jsd_beta", f"must be in [0, 1], got {self.jsd_beta!r}")
+        _check(self.divergence != "jsd" or 0.0 < self.jsd_beta < 1.0, f"{w}.jsd_beta",
+               "must be in (0, 1) for divergence 'jsd' (its limits at 0 and 1 are 'forward_kl' and 'reverse_kl')")
         # Both are options of the sharded path (salad.training.fsdp), which also runs in one process; the unsharded path
         # stays the plain fp32 one whose results the tests pin down.
         for key, on in (("precision", self.precision != "fp32"),
@@ -364,7 +380,7 @@ class EvaluateConfig:
     """Items per task (the first `items` of a seeded shuffle), each in every prompt format of its task."""
     shots: int = 5
     """Cap on few-shot demonstrations. A task gets min(its paper shots, shots), reduced to the largest number at which
-    `shots_fit_fraction` of its items are estimated to fit the speech window (salad.stages.evaluate.task_shots)."""
+    `shots_fit_fraction` of its items are estimated to fit the speech window (salad.evaluation.benchmarks.task_shots)."""
     speech_frames_per_char: float = 0.9
     """Speech frames (12.5 Hz) per character of context text in the fixed voice: estimates a context's speech length
     before it is synthesized, to choose the shots. Measured for espeak-ng en-us at 175 wpm on the default world's 1000
@@ -605,3 +621,12 @@ def grid_cell_name(data: str, alpha: float) -> str:
 def stage2_cell_name(gamma: float, budget: float) -> str:
     """The Stage II cell of exponent `gamma` and budget `budget`: <gamma>-<budget>, e.g. 5.0-0.01."""
     return f"{float(gamma)}-{float(budget)}"
+
+
+def checked_stage2_cell_name(params: "Params", gamma: float, budget: float) -> str:
+    """`stage2_cell_name`, for a cell that must be one of active.gammas × active.budgets (else a clear error)."""
+    if gamma not in params.active.gammas or budget not in params.active.budgets:
+        raise ValueError(f"cell gamma={gamma}, budget={budget} is not in active.gammas {list(params.active.gammas)} "
+                         f"x active.budgets {list(params.active.budgets)}")
+    return stage2_cell_name(gamma, budget)
+

@@ -1,15 +1,18 @@
-"""salad.analysis.paper_tables (Tables 3, 4, 5, 8 beside the paper), salad.analysis.results and salad.analysis.category_gains on small inputs."""
+"""salad.analysis.paper_tables (Tables 3, 4, 5, 8 beside the paper), salad.analysis.results (per-task accuracies,
+the grid's and Stage II's results tables) and salad.analysis.category_gains on small inputs."""
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from salad.analysis import paper_tables
 from salad.analysis.category_gains import mmsu_category_gains
-from salad.analysis.results import best_accuracy, on_items
+from salad.analysis.results import best_accuracy, grid_results, on_items, stage2_per_task, stage2_results
 from salad.analysis.statistics import mcnemar_exact
+from salad.config import Params, grid_cell_name, params_from_dict, stage2_cell_name
 
 TASKS = ["arc_challenge", "hellaswag", "mmsu", "obqa", "piqa", "storycloze"]
 
@@ -97,3 +100,72 @@ def test_mmsu_category_gains_pairs_items_and_tests_each_category(tmp_path):
     assert t.loc["law", "improved"]
     with pytest.raises(ValueError, match="format 'zz'"):
         mmsu_category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", tmp_path / "mmsu.jsonl", "zz")
+
+
+def test_stage2_results_put_stage1_first_on_the_cells_items(tmp_path):
+    params = params_from_dict({"active": {"gammas": [0.0, 5.0], "budgets": [0.01], "gamma": 5.0, "budget": 0.01}})
+    (tmp_path / "active" / "select").mkdir(parents=True)
+    (tmp_path / "measure.json").write_text(json.dumps({"M": 1.5, "M_se": 0.1, "F": 0.2}))
+    stage1 = [record("obqa", "a", m, str(i), float(i % 2)) for m in ("speech", "text") for i in range(4)]
+    (tmp_path / "stage1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stage1))
+    for gamma, acc in ((0.0, 0.0), (5.0, 1.0)):
+        (tmp_path / "active" / "select" / f"{gamma}.json").write_text(
+            json.dumps({"budgets": {"0.01": {"documents": 3, "seconds": 20.0}}}))
+        cell = tmp_path / "stage2" / stage2_cell_name(gamma, 0.01)
+        cell.mkdir(parents=True)
+        records = [record("obqa", f, m, str(i), acc) for f in ("a", "b") for m in ("speech", "text") for i in (0, 1)]
+        (cell / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (cell / "measure.json").write_text(json.dumps({"M": gamma, "M_se": 0.0, "F": 0.5}))
+        results = {"obqa": {f: {m: {"acc_norm": acc} for m in ("speech", "text")} for f in ("a", "b")}}
+        (cell / "evaluate.json").write_text(json.dumps({"results": results}))
+    table = stage2_results(params, tmp_path, tmp_path / "stage1.jsonl", tmp_path / "stage2")
+    assert list(table.stage) == ["I", "II", "II"] and list(table.gamma[1:]) == [0.0, 5.0]
+    assert table.speech_accuracy[0] == 0.5  # Stage I on the cells' items 0 and 1 (format a): one right
+    assert list(table.speech_accuracy[1:]) == [0.0, 1.0] and table.active_documents[1] == 3
+    per_task = stage2_per_task(params, tmp_path / "stage1.jsonl", tmp_path / "stage2", [(5.0, 0.01)])
+    assert list(per_task.columns) == ["task", "Stage I", "5.0-0.01"]
+    with pytest.raises(ValueError, match="not in active.gammas"):
+        stage2_per_task(params, tmp_path / "stage1.jsonl", tmp_path / "stage2", [(10.0, 0.01)])
+
+
+def grid_params(**grid) -> Params:
+    values = {"tokens": 1000, "budgets": [250, 500], "warmup_steps": 2, "eval_items": 3, **grid}
+    return params_from_dict({"alpha": 0.5, "grid": values})
+
+
+def write_cell(root: Path, data: str, alpha: float, values: dict):
+    """Metric files of one cell: budgets 250, 500 and the main run 1000, with given M and per-format accuracies."""
+    cell = root / "grid" / grid_cell_name(data, alpha)
+    cell.mkdir(parents=True)
+    train = {"positions": 1010, "budgets": {"250": {"positions": 260}, "500": {"positions": 505}}}
+    measure = {"models": {b: {"M": v["M"], "M_se": 0.01, "F": v["F"]} for b, v in values.items()}}
+    evaluate = {"models": {b: v["results"] for b, v in values.items()}}
+    for name, obj in (("train", train), ("measure", measure), ("evaluate", evaluate)):
+        (cell / f"{name}.json").write_text(json.dumps(obj))
+
+
+def format_results(a, b, c):
+    """Two tasks: one with two formats (the best of a and b counts), one with one (c); text mode 1 − those."""
+    return {"t1": {"f1": {"speech": {"acc_norm": a}, "text": {"acc_norm": 1 - a}},
+                   "f2": {"speech": {"acc_norm": b}, "text": {"acc_norm": 1 - b}}},
+            "t2": {"f1": {"speech": {"acc_norm": c}, "text": {"acc_norm": 1 - c}}}}
+
+
+def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
+    params = grid_params(alphas=[0.0, 1.0], data=["speech"])
+    for alpha in (0.0, 1.0):
+        write_cell(tmp_path, "speech", alpha, {
+            b: {"M": alpha + i, "F": 10 * alpha + i, "results": format_results(0.2 + i / 10, 0.3, 0.6)}
+            for i, b in enumerate(("250", "500", "1000"))})
+    table = grid_results(params, tmp_path)
+    assert len(table) == 6
+    row = table[(table.alpha == 1.0) & (table.budget == 500)].iloc[0]
+    assert (row.positions, row.M, row.F) == (505, 2.0, 11.0)
+    assert row.speech_accuracy == pytest.approx((0.3 + 0.6) / 2)        # best of 0.3 and 0.3 for t1
+    assert row.text_accuracy == pytest.approx((0.7 + 0.4) / 2)          # best of 0.7 and 0.7 for t1
+    row = table[(table.alpha == 0.0) & (table.budget == 1000)].iloc[0]
+    assert row.positions == 1010 and row.speech_accuracy == pytest.approx((0.4 + 0.6) / 2)
+    assert list(table.budget[:3]) == [250, 500, 1000]
+
+    with pytest.raises(FileNotFoundError, match="broad-0.0"):
+        grid_results(grid_params(alphas=[0.0], data=["broad"]), tmp_path)

@@ -1,6 +1,7 @@
 """data/paper/published.csv: loads, is well-formed, matches the paper's text, and obeys the paper's own arithmetic."""
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from salad.analysis.published import DEFAULT_PATH, load_published, published_value
 from salad.analysis.statistics import ScalingLawFit
 
-PAPER = Path("/work/shared/paper/salad-paper.txt")  # outside the repository: the test that reads it skips without it
+# The paper's text is not shipped (its licence is the authors'); the test that checks our transcription against it
+# reads the file named by SALAD_PAPER_TEXT and skips without it.
+PAPER = Path(os.environ["SALAD_PAPER_TEXT"]) if os.environ.get("SALAD_PAPER_TEXT") else None
 TASKS = ["StoryCloze", "MMSU", "OBQA", "HellaSwag", "ARC-C", "PIQA"]
 
 
@@ -44,7 +47,7 @@ def test_every_table_with_numbers_is_present(published):
     assert counts["Table 7"] == 6 * 6 + 2 * 3
 
 
-@pytest.mark.skipif(not PAPER.is_file(), reason="paper text not available")
+@pytest.mark.skipif(PAPER is None or not PAPER.is_file(), reason="set SALAD_PAPER_TEXT to the paper's text file")
 def test_every_table_named_in_the_paper_appears(published):
     named = set(re.findall(r"Table \d+", PAPER.read_text(encoding="utf-8")))
     assert named - {"Table 6"} <= set(published["table"])

@@ -86,3 +86,16 @@ def test_index_lists_every_artifact_and_refuses_missing_files(tmp_path):
     (tmp_path / ARTIFACTS[0].files[0]).unlink()
     with pytest.raises(FileNotFoundError, match=ARTIFACTS[0].files[0]):
         write_index(tmp_path, tmp_path / "README.md")
+
+
+READERS = [*(f"notebooks/{n}.py" for n in NOTEBOOKS),
+           *(f"src/salad/analysis/{m.name}" for m in sorted((ROOT / "src/salad/analysis").glob("*.py")))]
+
+
+@pytest.mark.parametrize("source", READERS)
+def test_reports_read_results_without_importing_a_stage(source):
+    """The notebooks and salad.analysis read results through salad.analysis, salad.evaluation and salad.config,
+    never salad.stages: a report stage's deps are its readers, so editing a reader re-renders reports and retrains
+    nothing."""
+    text = (ROOT / source).read_text()
+    assert not re.search(r"^\s*(from|import)\s+salad\.stages\b", text, re.MULTILINE), source

@@ -20,12 +20,12 @@ from salad.baselines.speech_llms import (
     chat_turns, continuation_ids, evaluate_baseline, load_baseline,
 )
 from salad.evaluation.cascade import WhisperTranscriber
-from salad.stages.evaluate import context_id, eval_plan, first_items, score_text, spoken_text
+from salad.evaluation.benchmarks import context_id, eval_plan, first_items, score_text, spoken_text
 from salad.analysis.published import published_value
-from salad.stages.synthesize import synthesize_corpus
+from salad.speech.synthesis import synthesize_corpus
 from salad.speech.tts import EspeakTTS, Speech, WordTime
 from evaluation.test_cascade import whisper_dir  # noqa: F401  (the tiny Whisper checkpoint fixture)
-from stages.test_evaluate import make_params, root  # noqa: F401  (benchmark files under a temporary root)
+from evaluation.test_benchmarks import make_params, root  # noqa: F401  (benchmark files under a temporary root)
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
             "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>"]

@@ -13,7 +13,8 @@ import pytest
 
 from salad.storage.atomic import read_jsonl
 from salad.config import Params, PrepareConfig
-from salad.data.prepare import PrepareError, build_mmsu, chunk_words, prepare
+from salad.data.splits import PrepareError, build_mmsu, chunk_words
+from salad.stages.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[2]
 RAW = REPO / "data" / "raw"

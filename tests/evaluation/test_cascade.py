@@ -12,7 +12,7 @@ from scipy.signal import resample_poly
 from salad.evaluation.cascade import (
     WHISPER_REPO, Cascade, OracleTranscriber, WhisperTranscriber, chunk_bounds, make_transcriber, speech_of,
 )
-from salad.stages.synthesize import synthesize_corpus
+from salad.speech.synthesis import synthesize_corpus
 from salad.speech.tts import EspeakTTS, Speech, WordTime
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>",

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 NEEDED = {Path(t.eval_file).name for t in TASKS.values() if t.eval_file.startswith("data/raw")} | {
     Path(t.fewshot_file).name for t in TASKS.values() if t.fewshot_file}
 CANDIDATES = [Path(p) for p in (os.environ.get("SALAD_BENCHMARKS", ""),) if p] + [
-    REPO / "data/raw/benchmarks", Path("/work/shared/data/benchmarks")]
+    REPO / "data/raw/benchmarks"]
 
 MMSU = [
     {"id": f"m{i}", "category": cat, "question": f"Question number {i}?",

@@ -12,7 +12,9 @@ from salad.config import load_params
 from salad.data.interleave import draw_layout, interleave
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
 from salad.stages.teacher import train_teacher
-from salad.stages.train import Dist, PlannedBatch, build_optimizer, load_teacher, train_step
+from salad.model.teacher import load_teacher
+from salad.training.loop import Dist, build_optimizer, train_step
+from salad.training.plan import PlannedBatch
 from conftest import make_doc
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,8 @@ from salad.cli import main
 from salad.config import ConfigError, load_params, params_from_dict
 from salad.scale.corpora import read_parts
 from salad.scale.estimate import Rates, estimate, lm_parameters
-from salad.data.prepare import PrepareError, prepare
+from salad.data.splits import PrepareError
+from salad.stages.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,12 @@
-"""Balanced k-means (docs/design.md §6): exact sizes, determinism, quality, input validation."""
+"""Balanced k-means (docs/design.md §6): exact sizes, determinism, quality, input validation; nearest-centroid
+placement."""
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
 from salad.selection import clustering
-from salad.selection.clustering import balanced_kmeans, kmeans_objective
+from salad.selection.clustering import balanced_kmeans, kmeans_objective, nearest_centroid
 
 
 def unit_rows(n, d, seed):
@@ -171,3 +172,10 @@ def test_fill_accepts_the_largest_regrets_of_an_overfull_cluster():
     regret = np.array([0.1, 0.5, 0.3, 0.0, 0.5, 0.2], dtype=np.float32)
     accept = clustering._accept(best, regret, np.array([2, 4]))
     assert accept.tolist() == [False, True, False, True, True, False]
+
+
+def test_nearest_centroid_is_the_euclidean_argmin():
+    rng = np.random.default_rng(0)
+    x, mu = rng.normal(size=(40, 5)), rng.normal(size=(6, 5)) * 2
+    brute = np.argmin(((x[:, None, :] - mu[None]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(nearest_centroid(x, mu), brute)

@@ -18,7 +18,7 @@ import torch
 
 from salad.config import ConfigError, SynthesizeConfig
 from salad.scale.kokoro_standin import build_kokoro_standin
-from salad.stages.synthesize import make_tts, synthesize_corpus
+from salad.speech.synthesis import make_tts, synthesize_corpus
 from salad.speech.tts import EspeakTTS
 from conftest import SENTENCES, check_speech, speakable_spans
 from salad.speech.kokoro import KokoroTTS

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from salad.speech.encoders.logmel import FRAME_RATE, LOG_MEL_SCALE, LOG_MEL_SHIFT, LogMelEncoder, mel_filterbank, n_frames
+from salad.speech.encoders import FRAME_RATE, n_frames
+from salad.speech.encoders.logmel import LOG_MEL_SCALE, LOG_MEL_SHIFT, LogMelEncoder, mel_filterbank
 
 SR = 24000
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from salad.config import ConfigError, EncodeConfig, params_from_dict
-from salad.stages.encode import make_encoder
-from salad.speech.encoders.logmel import n_frames
+from salad.speech.encoders import make_encoder, n_frames
 from salad.speech.encoders.mimi import MIMI_HUB_REPO, MIMI_WEIGHTS_FILE, MimiEncoder, weights_digest
 from salad.scale.mimi_standin import build_random_mimi_checkpoint
 from salad.speech.tts import EspeakTTS

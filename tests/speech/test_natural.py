@@ -192,7 +192,7 @@ def test_record_skipped_names_the_record() -> None:
 
 def test_natural_stage_ingests_the_shipped_sample_and_resumes(tmp_path):
     from salad.config import load_params
-    from salad.speech.natural import ingest
+    from salad.stages.natural import ingest
     from salad.storage.store import ShardedStore
 
     repo = Path(__file__).resolve().parents[2]

@@ -1,58 +1,13 @@
-"""The data stages of active selection: pool, probes, budget prefix (fast), and the stages end to end (slow)."""
+"""The data stages of active selection end to end, from embeddings to D_active (slow); their library is tested in
+tests/selection/."""
 
 import json
 
 import numpy as np
 import pytest
 
-from salad.stages.active import (active_ids, budget_prefix, choose_probes, cluster_stage, embed_stage,
-                               misalignment_stage, nearest_centroid, pool_sample, probes_stage, select_stage)
-
-
-def test_pool_sample_is_seeded_without_replacement_and_keeps_web_order():
-    web = [{"id": str(i)} for i in range(50)]
-    a = pool_sample(web, 20, seed=0)
-    assert a == pool_sample(web, 20, seed=0) and a != pool_sample(web, 20, seed=1)
-    ids = [int(r["id"]) for r in a]
-    assert ids == sorted(set(ids)) and len(ids) == 20
-    assert pool_sample(web, None, 0) == web
-    with pytest.raises(ValueError, match="pool_docs"):
-        pool_sample(web, 51, 0)
-
-
-def test_nearest_centroid_is_the_euclidean_argmin():
-    rng = np.random.default_rng(0)
-    x, mu = rng.normal(size=(40, 5)), rng.normal(size=(6, 5)) * 2
-    brute = np.argmin(((x[:, None, :] - mu[None]) ** 2).sum(-1), axis=1)
-    assert np.array_equal(nearest_centroid(x, mu), brute)
-
-
-def test_probes_take_held_out_documents_first_and_top_up_from_the_cluster_pool():
-    held_cluster = np.array([0, 0, 0, 0, 1, 2, 2])      # cluster 0: 4 held out, 1: 1, 2: 2, 3: none
-    pool_labels = np.repeat(np.arange(4), 5)
-    probes = choose_probes(held_cluster, pool_labels, k=4, per_cluster=3, seed=0)
-    assert probes == choose_probes(held_cluster, pool_labels, k=4, per_cluster=3, seed=0)
-    for c in range(4):
-        mine = [p for p in probes if p[0] == c]
-        assert len(mine) == 3
-        held = [i for _, s, i in mine if s == "held_out"]
-        pool = [i for _, s, i in mine if s == "pool"]
-        assert len(held) == min(3, int((held_cluster == c).sum()))
-        assert all(held_cluster[i] == c for i in held) and all(pool_labels[i] == c for i in pool)
-        assert len(set(pool)) == len(pool)
-    with pytest.raises(ValueError, match="cluster 3"):
-        choose_probes(held_cluster, pool_labels, k=4, per_cluster=5, seed=0)
-
-
-def test_budget_prefix_is_the_shortest_prefix_that_reaches_the_budget():
-    seconds = [3.0, 4.0, 2.0, 5.0]
-    assert budget_prefix(seconds, 0.0) == 0
-    assert budget_prefix(seconds, 3.0) == 1        # reached exactly
-    assert budget_prefix(seconds, 3.5) == 2
-    assert budget_prefix(seconds, 9.0) == 3
-    assert budget_prefix(seconds, 14.0) == 4
-    with pytest.raises(ValueError, match="plan_margin"):
-        budget_prefix(seconds, 14.5)
+from salad.selection.budget import active_ids
+from salad.stages.active import cluster_stage, embed_stage, misalignment_stage, probes_stage, select_stage
 
 
 @pytest.mark.slow

@@ -1,17 +1,14 @@
-"""The analysis grid: cell params, the models of a cell, the results table, and the DVC matrix stages."""
+"""The analysis grid: cell params, the models of a cell, and the DVC matrix stages."""
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from salad.config import ConfigError, GridConfig, Params, TrainConfig, params_from_dict
-from salad.stages.evaluate import first_items
-from salad.stages.grid import cell_models, cell_params, grid_results
-from salad.stages.synthesize import broad_sample
-from salad.evaluation.tasks import Item
+from salad.speech.synthesis import broad_sample
+from salad.stages.grid import cell_models, cell_params
 
 REPO = Path(__file__).resolve().parents[2]
 REPLACED = {"tokens", "budgets", "warmup_steps"}
@@ -56,55 +53,6 @@ def test_grid_config_rejects_bad_cells():
     with pytest.raises(ConfigError, match="broad_docs is 0"):
         params_from_dict({"synthesize": {"broad_docs": 0}})
     assert params_from_dict({"synthesize": {"broad_docs": 0}, "grid": {"data": ["speech"]}}).grid.data == ("speech",)
-
-
-def write_cell(root: Path, data: str, alpha: float, values: dict):
-    """Metric files of one cell: budgets 250, 500 and the main run 1000, with given M and per-format accuracies."""
-    cell = root / "grid" / f"{data}-{alpha}"
-    cell.mkdir(parents=True)
-    train = {"positions": 1010, "budgets": {"250": {"positions": 260}, "500": {"positions": 505}}}
-    measure = {"models": {b: {"M": v["M"], "M_se": 0.01, "F": v["F"]} for b, v in values.items()}}
-    evaluate = {"models": {b: v["results"] for b, v in values.items()}}
-    for name, obj in (("train", train), ("measure", measure), ("evaluate", evaluate)):
-        (cell / f"{name}.json").write_text(json.dumps(obj))
-
-
-def results(a, b, c):
-    """Two tasks: one with two formats (the best of a and b counts), one with one (c); text mode 1 − those."""
-    return {"t1": {"f1": {"speech": {"acc_norm": a}, "text": {"acc_norm": 1 - a}},
-                   "f2": {"speech": {"acc_norm": b}, "text": {"acc_norm": 1 - b}}},
-            "t2": {"f1": {"speech": {"acc_norm": c}, "text": {"acc_norm": 1 - c}}}}
-
-
-def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
-    params = small_params(alphas=[0.0, 1.0], data=["speech"])
-    for alpha in (0.0, 1.0):
-        write_cell(tmp_path, "speech", alpha, {
-            b: {"M": alpha + i, "F": 10 * alpha + i, "results": results(0.2 + i / 10, 0.3, 0.6)}
-            for i, b in enumerate(("250", "500", "1000"))})
-    table = grid_results(params, tmp_path)
-    assert len(table) == 6
-    row = table[(table.alpha == 1.0) & (table.budget == 500)].iloc[0]
-    assert (row.positions, row.M, row.F) == (505, 2.0, 11.0)
-    assert row.speech_accuracy == pytest.approx((0.3 + 0.6) / 2)        # best of 0.3 and 0.3 for t1
-    assert row.text_accuracy == pytest.approx((0.7 + 0.4) / 2)          # best of 0.7 and 0.7 for t1
-    row = table[(table.alpha == 0.0) & (table.budget == 1000)].iloc[0]
-    assert row.positions == 1010 and row.speech_accuracy == pytest.approx((0.4 + 0.6) / 2)
-    assert list(table.budget[:3]) == [250, 500, 1000]
-
-    with pytest.raises(FileNotFoundError, match="broad-0.0"):
-        grid_results(small_params(alphas=[0.0], data=["broad"]), tmp_path)
-
-
-def test_first_items_keeps_the_first_n_of_every_task_and_format():
-    def item(task, fmt, i):
-        return Item(task=task, format=fmt, id=f"{task}/{i}", context="c", choices=["a", "b"], label=0)
-
-    items = [(fmt, item(task, fmt, i), "") for task in ("x", "y") for fmt in ("f", "g") for i in range(4)]
-    kept = first_items(items, 2)
-    assert [(f, it.id) for f, it, _ in kept] == [(f, f"{t}/{i}") for t in ("x", "y") for f in ("f", "g")
-                                                 for i in range(2)]
-    assert first_items(items, 10) == items
 
 
 def test_broad_sample_is_a_seeded_subset_in_web_order():

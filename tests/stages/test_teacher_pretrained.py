@@ -8,7 +8,7 @@ import torch
 from salad.storage.atomic import write_jsonl
 from salad.config import load_params, params_from_dict
 from salad.stages.teacher import train_teacher
-from salad.stages.train import load_teacher
+from salad.model.teacher import load_teacher
 
 
 def paper_like_params(pretrained: str):

@@ -7,20 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import salad.stages.train as train_module
+from salad.stages.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def run(world_root, params, name, stop_after=None):
-    train_module._stop_after = stop_after
-    try:
-        return train_module.train(params, world_root / "teacher", world_root / "prepared", world_root / "speech",
-                                  world_root / "features", world_root / name, world_root / f"live_{name}",
-                                  world_root / f"{name}.json", world_root / f"ckpt_{name}")
-    finally:
-        train_module._stop_after = None
+    return train(params, world_root / "teacher", world_root / "prepared", world_root / "speech",
+                 world_root / "features", world_root / name, world_root / f"live_{name}", world_root / f"{name}.json",
+                 world_root / f"ckpt_{name}", stop_after=stop_after)
 
 
 def weights(path: Path) -> dict:

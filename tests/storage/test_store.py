@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from salad.stages.encode import encode_corpus
+from salad.speech.encoding import encode_corpus
 from salad.speech.encoders.logmel import LogMelEncoder
 from salad.storage.store import ShardedStore, build_store
-from salad.stages.synthesize import assign_voices, synthesize_corpus
+from salad.speech.synthesis import assign_voices, synthesize_corpus
 from salad.speech.tts import EspeakTTS
 
 

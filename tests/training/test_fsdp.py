@@ -23,11 +23,14 @@ import torch.distributed as dist
 import yaml
 
 import salad.stages.train as train_module
+from salad.model.teacher import load_teacher
 from salad.storage.atomic import write_jsonl
 from salad.config import ConfigError, TrainConfig, load_params
-from salad.data.interleave import FRAME_RATE
+from salad.speech.encoders import FRAME_RATE
 from salad.model.speech_lm import SpeechAdaptedLM
 from salad.storage.store import build_store
+from salad.training.loop import Dist, build_optimizer, init_distributed, train_step
+from salad.training.plan import PlannedBatch
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURE_DIM = 8
@@ -102,12 +105,9 @@ def params_of(root: Path, **train):
 
 def run(world, params, name, stop_after=None):
     root, teacher = world
-    train_module._stop_after = stop_after
-    try:
-        return train_module.train(params, teacher, root / "prepared", root / "speech", root / "features",
-                                  root / name, root / f"live_{name}", root / f"{name}.json", root / f"ckpt_{name}")
-    finally:
-        train_module._stop_after = None
+    return train_module.train(params, teacher, root / "prepared", root / "speech", root / "features", root / name,
+                              root / f"live_{name}", root / f"{name}.json", root / f"ckpt_{name}",
+                              stop_after=stop_after)
 
 
 def loss_curve(live_dir: Path) -> list[float]:
@@ -268,7 +268,7 @@ def test_a_killed_fsdp_run_resumes_bit_for_bit(tiny_world, capsys):
 
 
 def test_fsdp_refuses_a_batch_the_ranks_cannot_split_evenly():
-    place = train_module.Dist(0, 3, torch.device("cpu"))
+    place = Dist(0, 3, torch.device("cpu"))
     with pytest.raises(ValueError, match="batch_size 4 is not a multiple of the 3 processes"):
         train_module.shard_for_training(None, None, TrainConfig(fsdp=True, batch_size=4), place)
 
@@ -283,24 +283,24 @@ def test_the_paper_training_settings_step_a_sharded_tiny_qwen2(teacher_dir, toke
 
     cfg = dataclasses.replace(load_params(REPO / "params" / "paper-3b.yaml").train, micro_batch_size=1)
     assert (cfg.fsdp, cfg.activation_checkpointing, cfg.precision) == (True, True, "bf16")
-    teacher = train_module.load_teacher(teacher_dir)
+    teacher = load_teacher(teacher_dir)
     adapter = AdapterConfig(feature_dim=FEATURE_DIM, lm_hidden=teacher.config.hidden_size, layers=cfg.adapter_layers,
                             width=cfg.adapter_width, heads=cfg.adapter_heads, kv_heads=cfg.adapter_kv_heads,
                             mlp=cfg.adapter_mlp, max_frames=cfg.max_len)
     model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter)
-    place = train_module.Dist(0, 1, torch.device("cpu"))
+    place = Dist(0, 1, torch.device("cpu"))
     train_module.shard_for_training(model, teacher, cfg, place)
-    optimizer = train_module.build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg)
     docs = [make_doc(tokenizer, seed=s, frames_dim=FEATURE_DIM)[0] for s in range(2)]
     docs = [dataclasses.replace(d, features=np.random.default_rng(0).standard_normal(d.features.shape, np.float32))
             for d in docs]
     rng = np.random.default_rng(0)
-    planned = train_module.PlannedBatch("speech", [interleave(d, draw_layout(d.cut_points(), d.n_words, rng),
+    planned = PlannedBatch("speech", [interleave(d, draw_layout(d.cut_points(), d.n_words, rng),
                                                               cfg.max_len) for d in docs], [0, 1])
     dtypes = []
     model.lm.model.layers[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     before = model.adapter.output_proj.weight.full_tensor().clone()
-    loss, kl, nll = train_module.train_step(model, teacher, optimizer, planned, (docs, []), FEATURE_DIM, cfg, 0.5,
+    loss, kl, nll = train_step(model, teacher, optimizer, planned, (docs, []), FEATURE_DIM, cfg, 0.5,
                                             place)
     assert np.isfinite([loss, kl, nll]).all() and kl > 0
     assert dtypes == [torch.bfloat16] * 2  # one forward per micro-batch, in bf16 (the recomputation is not hooked)
@@ -342,7 +342,7 @@ def _two_rank_runs(root: Path, teacher: Path, out: Path) -> None:
     a bf16 run, and one step whose ranks see different micro-batches."""
     from salad.cli import main
 
-    place = train_module.init_distributed()
+    place = init_distributed()
     shard = train_module.shard_for_training
 
     def recording_shard(model, teacher_model, cfg, where):
@@ -354,19 +354,17 @@ def _two_rank_runs(root: Path, teacher: Path, out: Path) -> None:
 
     train_module.shard_for_training = recording_shard
 
-    def cli_train(profile: str, name: str) -> None:
+    def cli_train(profile: str, name: str, *extra: str) -> None:
         main(["train", "--params", str(out / f"{profile}.yaml"), "--teacher", str(teacher), "--prepared",
               str(root / "prepared"), "--speech", str(root / "speech"), "--features", str(root / "features"),
               "--out", str(out / name), "--live", str(out / f"live_{name}"), "--metrics", str(out / f"{name}.json"),
-              "--checkpoints", str(out / f"ckpt_{name}")])
+              "--checkpoints", str(out / f"ckpt_{name}"), *extra])
 
     cli_train("fp32", "fp32")
-    train_module._stop_after = TINY["checkpoint_every"] + 1
     try:
-        cli_train("fp32", "resumed")
+        cli_train("fp32", "resumed", "--stop-after", str(TINY["checkpoint_every"] + 1))
     except KeyboardInterrupt:
         (out / "killed").touch()
-    train_module._stop_after = None
     cli_train("fp32", "resumed")
     cli_train("bf16", "bf16")
     _mixed_step(root, teacher, out, place)
@@ -393,26 +391,26 @@ def _mixed_step(root: Path, teacher_dir: Path, out: Path, place) -> None:
 
     # ranks take sequences r, r + 2: rank 0 [0, 2] with speech, rank 1 [1, 3] without, 3 with no masked position
     seqs = [with_speech(docs[0]), text_only(docs[1], cfg.max_len), with_speech(docs[2]), text_only(docs[3], 1)]
-    planned = train_module.PlannedBatch("speech", seqs, [0, 1, 2, 3])
+    planned = PlannedBatch("speech", seqs, [0, 1, 2, 3])
     assert seqs[3].target.max() < 0 and not seqs[1].speech_spans and seqs[0].speech_spans
 
     def fresh(sharded: bool):
         torch.manual_seed(0)
-        teacher = train_module.load_teacher(teacher_dir)
+        teacher = load_teacher(teacher_dir)
         adapter = AdapterConfig(feature_dim=FEATURE_DIM, lm_hidden=teacher.config.hidden_size,
                                 layers=cfg.adapter_layers, width=cfg.adapter_width, heads=cfg.adapter_heads,
                                 kv_heads=cfg.adapter_kv_heads, mlp=cfg.adapter_mlp, max_frames=cfg.max_len)
         model = SpeechAdaptedLM.from_teacher(teacher_dir, adapter)
         if sharded:
             train_module.shard_for_training(model, teacher, cfg, place)
-        return model, teacher, train_module.build_optimizer(model, cfg)
+        return model, teacher, build_optimizer(model, cfg)
 
-    one = train_module.Dist(0, 1, torch.device("cpu"))
+    one = Dist(0, 1, torch.device("cpu"))
     model, teacher, optimizer = fresh(sharded=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    losses = train_module.train_step(model, teacher, optimizer, planned, (docs, []), FEATURE_DIM, cfg, 0.5, one)
+    losses = train_step(model, teacher, optimizer, planned, (docs, []), FEATURE_DIM, cfg, 0.5, one)
     sharded_model, sharded_teacher, sharded_optimizer = fresh(sharded=True)
-    sharded_losses = train_module.train_step(sharded_model, sharded_teacher, sharded_optimizer, planned, (docs, []),
+    sharded_losses = train_step(sharded_model, sharded_teacher, sharded_optimizer, planned, (docs, []),
                                            FEATURE_DIM, cfg, 0.5, place)
     after = full_state(sharded_model.state_dict(), keep=place.main)
     if place.main:

@@ -1,12 +1,23 @@
 """The objective of docs/design.md §4 against direct dense formulas."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from salad.training.objective import distillation_objective, distillation_sums, kl_per_row, kl_rows, objective
+from salad.config import ConfigError, TrainConfig, params_from_dict
+from salad.training.objective import (DIVERGENCES, LossSums, distillation_objective, distillation_sums,
+                                      divergence_rows, jsd_rows, kl_per_row, kl_rows)
+
+
+def objective(sums: LossSums, alpha: float, normaliser: int | float) -> torch.Tensor:
+    """L = α·L_DIST + (1−α)·L_NLL, each averaged by `normaliser` (the global masked count of the optimizer step):
+    the checkpointed sums combined as the fused objective combines them, the reference of its tests."""
+    if normaliser <= 0:
+        raise ValueError("the optimizer step has no masked position: nothing to learn from")
+    return (alpha * sums.kl + (1.0 - alpha) * sums.nll) / normaliser
 
 
 def heads(d=8, v=50, seed=0):
@@ -321,7 +332,8 @@ def test_training_path_of_loss_sums_equals_the_separate_sums(teacher_dir, tokeni
     from salad.data.batch import collate
     from salad.data.interleave import draw_layout, interleave
     from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
-    from salad.stages.train import load_teacher, loss_sums, masked_hidden
+    from salad.model.teacher import load_teacher
+    from salad.training.loop import loss_sums, masked_hidden
 
     torch.manual_seed(0)
     config = AdapterConfig(feature_dim=3, lm_hidden=32, layers=1, width=16, heads=2, kv_heads=1, mlp=32)
@@ -350,3 +362,260 @@ def test_training_path_of_loss_sums_equals_the_separate_sums(teacher_dir, tokeni
         assert (f is None) == (r is None)
         if f is not None:
             assert torch.allclose(f, r, atol=1e-6, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The divergence as a parameter: forward KL (the paper's), reverse KL and the generalized JSD of GKD
+
+DIVERGENCE_CASES = [("forward_kl", 0.5), ("reverse_kl", 0.5), ("jsd", 0.5), ("jsd", 0.1), ("jsd", 0.9)]
+CASE_IDS = [f"{d}-{b}" if d == "jsd" else d for d, b in DIVERGENCE_CASES]
+
+
+def dense_divergence(log_q, log_p, divergence, beta=0.5):
+    """D(Q, P) per row straight from its definition, in probability space: the reference."""
+    q, p = log_q.exp(), log_p.exp()
+    if divergence == "forward_kl":
+        return (q * (q.log() - p.log())).sum(-1)
+    if divergence == "reverse_kl":
+        return (p * (p.log() - q.log())).sum(-1)
+    m = beta * q + (1 - beta) * p
+    return beta * (q * (q.log() - m.log())).sum(-1) + (1 - beta) * (p * (p.log() - m.log())).sum(-1)
+
+
+def dense_divergence_objective(hs, ht, y, s_head, t_head, alpha, normaliser, divergence, beta):
+    """L by autograd on full logits, in float64: the reference of the fused path's value and gradients."""
+    log_p = F.log_softmax(s_head(hs).double(), -1)
+    with torch.no_grad():
+        log_q = F.log_softmax(t_head(ht).double(), -1)
+    div = dense_divergence(log_q, log_p, divergence, beta).sum()
+    nll = F.nll_loss(log_p, y, reduction="sum")
+    return (alpha * div + (1 - alpha) * nll) / normaliser, div.detach(), nll.detach()
+
+
+def problem(bias=False, dtype=torch.float64, n=7, seed=0):
+    """Student and teacher heads and rows with spread-out logits, so that the divergences differ."""
+    torch.manual_seed(seed)
+    s_head = torch.nn.Linear(8, 50, bias=bias, dtype=dtype)
+    t_head = torch.nn.Linear(8, 50, bias=bias, dtype=dtype)
+    hs = (3 * torch.randn(n, 8, dtype=dtype)).requires_grad_(True)
+    ht, y = 3 * torch.randn(n, 8, dtype=dtype), torch.randint(0, 50, (n,))
+    return s_head, t_head, hs, ht, y
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("chunk", [1, 3, 100])
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES, ids=CASE_IDS)
+def test_fused_divergence_equals_dense_autograd_in_double(divergence, beta, chunk, alpha, bias):
+    """The hand-written gradient of each divergence (distillation_objective's docstring) against autograd."""
+    s_head, t_head, hs, ht, y = problem(bias, seed=chunk)
+    wrt = [hs, s_head.weight] + ([s_head.bias] if bias else [])
+    loss, sums = distillation_objective(hs, ht, y, s_head, t_head, alpha, 11, chunk=chunk, divergence=divergence,
+                                        beta=beta)
+    fused = grads_of(loss, wrt)
+    dense, div, nll = dense_divergence_objective(hs, ht, y, s_head, t_head, alpha, 11, divergence, beta)
+    reference = grads_of(dense, wrt)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(dense.item(), rel=1e-12, abs=1e-14)
+    assert sums.kl.item() == pytest.approx(div.item(), rel=1e-12, abs=1e-14)
+    assert sums.nll.item() == pytest.approx(nll.item(), rel=1e-12)
+    for f, r in zip(fused, reference):
+        assert torch.allclose(f, r, rtol=1e-10, atol=1e-13)
+    assert t_head.weight.grad is None  # the teacher is never trained
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES, ids=CASE_IDS)
+def test_fused_divergence_in_fp32_equals_dense_double(divergence, beta):
+    """The training precision: fp32 logits and softmax, against the float64 reference at the KL tests' tolerance."""
+    s_head, t_head, hs, ht, y = problem(bias=True, dtype=torch.float32, n=9)
+    wrt = [hs, s_head.weight, s_head.bias]
+    loss, sums = distillation_objective(hs, ht, y, s_head, t_head, 0.3, 9, chunk=4, divergence=divergence, beta=beta)
+    fused = grads_of(loss, wrt)
+    dense, div, _ = dense_divergence_objective(hs, ht, y, s_head, t_head, 0.3, 9, divergence, beta)
+    assert loss.item() == pytest.approx(dense.item(), rel=1e-5)
+    assert sums.kl.item() == pytest.approx(div.item(), rel=1e-5, abs=1e-6)
+    for f, r in zip(fused, grads_of(dense, wrt)):
+        assert f.dtype == torch.float32 and torch.allclose(f, r.float(), atol=1e-6)
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES, ids=CASE_IDS)
+def test_chunk_size_does_not_change_the_divergence(divergence, beta):
+    s_head, t_head, hs, ht, y = problem(n=10)
+    results = []
+    for chunk in (1, 4, 10, 1000):
+        loss, sums = distillation_objective(hs, ht, y, s_head, t_head, 0.3, 10, chunk=chunk, divergence=divergence,
+                                            beta=beta)
+        results.append((loss.detach(), sums.kl, *grads_of(loss, [hs, s_head.weight])))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES, ids=CASE_IDS)
+def test_checkpointed_sums_of_each_divergence_equal_dense_autograd(divergence, beta):
+    s_head, t_head, hs, ht, y = problem(bias=True)
+    wrt = [hs, s_head.weight, s_head.bias]
+    sums = distillation_sums(hs, ht, y, s_head, t_head, chunk=3, divergence=divergence, beta=beta)
+    loss = objective(sums, 0.3, 7)
+    checkpointed = grads_of(loss, wrt)
+    dense, div, _ = dense_divergence_objective(hs, ht, y, s_head, t_head, 0.3, 7, divergence, beta)
+    # the checkpointed path computes in fp32 whatever the inputs: the fp32 tolerances
+    assert sums.kl.item() == pytest.approx(div.item(), rel=1e-5, abs=1e-6)
+    assert loss.item() == pytest.approx(dense.item(), rel=1e-5)
+    for c, r in zip(checkpointed, grads_of(dense, wrt)):
+        assert torch.allclose(c.double(), r, atol=1e-5)
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES[1:3], ids=CASE_IDS[1:3])  # forward KL: above
+def test_fused_divergence_passes_gradcheck_in_double(divergence, beta):
+    g = torch.Generator().manual_seed(1)
+    hs = torch.randn(5, 4, dtype=torch.float64, generator=g).requires_grad_(True)
+    w = torch.randn(9, 4, dtype=torch.float64, generator=g).requires_grad_(True)
+    b = torch.randn(9, dtype=torch.float64, generator=g).requires_grad_(True)
+    ht, y = torch.randn(5, 4, dtype=torch.float64, generator=g), torch.randint(0, 9, (5,), generator=g)
+    teacher = SimpleNamespace(weight=torch.randn(9, 4, dtype=torch.float64, generator=g), bias=None)
+
+    def loss_of(h, weight, bias):
+        return distillation_objective(h, ht, y, SimpleNamespace(weight=weight, bias=bias), teacher, 0.7, 7, chunk=2,
+                                      divergence=divergence, beta=beta)[0]
+
+    assert torch.autograd.gradcheck(loss_of, (hs, w, b))
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES, ids=CASE_IDS)
+def test_divergences_are_nonnegative_and_zero_only_for_equal_distributions(divergence, beta):
+    g = torch.Generator().manual_seed(2)
+    t, s = 4 * torch.randn(64, 30, generator=g, dtype=torch.float64), 4 * torch.randn(64, 30, generator=g,
+                                                                                        dtype=torch.float64)
+    log_q, log_p = F.log_softmax(t, -1), F.log_softmax(s, -1)
+    rows = divergence_rows(log_q, log_p, divergence, beta)
+    assert torch.allclose(rows, dense_divergence(log_q, log_p, divergence, beta), rtol=1e-12, atol=1e-14)
+    assert (rows > 0).all()
+    assert divergence_rows(log_q, log_q, divergence, beta).abs().max() < 1e-14
+    # through the fused path: a student equal to its teacher has a zero loss and zero gradients
+    s_head, _, hs, _, y = problem()
+    loss, sums = distillation_objective(hs, hs.detach(), y, s_head, s_head, 1.0, 7, chunk=3, divergence=divergence,
+                                        beta=beta)
+    g_h, g_w = grads_of(loss, [hs, s_head.weight])
+    assert abs(loss.item()) < 1e-14 and abs(sums.kl.item()) < 1e-13
+    assert g_h.abs().max() < 1e-14 and g_w.abs().max() < 1e-14
+
+
+def test_reverse_kl_differs_from_forward_kl_on_an_asymmetric_pair():
+    """Q = (0.9, 0.1), P = (0.5, 0.5): forward KL 0.9 ln 1.8 + 0.1 ln 0.2 ≈ 0.368, reverse KL 0.5 ln(5/9) + 0.5 ln 5
+    ≈ 0.511."""
+    log_q = torch.tensor([[0.9, 0.1]], dtype=torch.float64).log()
+    log_p = torch.tensor([[0.5, 0.5]], dtype=torch.float64).log()
+    forward = divergence_rows(log_q, log_p, "forward_kl").item()
+    reverse = divergence_rows(log_q, log_p, "reverse_kl").item()
+    assert forward == pytest.approx(0.9 * math.log(1.8) + 0.1 * math.log(0.2), rel=1e-14)
+    assert reverse == pytest.approx(0.5 * math.log(5 / 9) + 0.5 * math.log(5), rel=1e-14)
+    assert reverse - forward > 0.1
+    assert divergence_rows(log_p, log_q, "forward_kl").item() == pytest.approx(reverse, rel=1e-14)  # roles swapped
+
+
+def test_jsd_swaps_roles_with_beta_and_is_symmetric_at_one_half():
+    g = torch.Generator().manual_seed(3)
+    log_q = F.log_softmax(3 * torch.randn(8, 20, generator=g, dtype=torch.float64), -1)
+    log_p = F.log_softmax(3 * torch.randn(8, 20, generator=g, dtype=torch.float64), -1)
+    assert torch.allclose(jsd_rows(log_q, log_p, 0.2), jsd_rows(log_p, log_q, 0.8), rtol=1e-12)
+    assert torch.allclose(jsd_rows(log_q, log_p, 0.5), jsd_rows(log_p, log_q, 0.5), rtol=1e-12)
+
+
+def test_jsd_is_bounded_by_the_binary_entropy_of_beta_reached_on_disjoint_supports():
+    beta = 0.3
+    binary_entropy = -beta * math.log(beta) - (1 - beta) * math.log(1 - beta)
+    g = torch.Generator().manual_seed(4)
+    log_q = F.log_softmax(5 * torch.randn(32, 20, generator=g, dtype=torch.float64), -1)
+    log_p = F.log_softmax(5 * torch.randn(32, 20, generator=g, dtype=torch.float64), -1)
+    assert (jsd_rows(log_q, log_p, beta) < binary_entropy).all()
+    far = torch.tensor([[60.0, -60.0]], dtype=torch.float64)
+    disjoint = jsd_rows(F.log_softmax(far, -1), F.log_softmax(-far, -1), beta).item()
+    assert disjoint == pytest.approx(binary_entropy, rel=1e-12)
+
+
+@pytest.mark.parametrize("limit", ["forward_kl", "reverse_kl"])
+def test_jsd_tends_to_the_kls_at_the_ends_of_beta(limit):
+    """JSD_β/β → KL(Q‖P) as β → 0 and JSD_β/(1−β) → KL(P‖Q) as β → 1, in value and gradient, with an error of
+    order β (resp. 1−β). TRL's GKD uses these two KLs at β = 0 and 1; here they are named divergences."""
+    s_head, t_head, hs, ht, y = problem(n=6)
+    loss, _ = distillation_objective(hs, ht, y, s_head, t_head, 1.0, 6, chunk=4, divergence=limit)
+    kl = [loss.detach(), *grads_of(loss, [hs, s_head.weight])]
+
+    def relative_errors(distance):
+        beta = distance if limit == "forward_kl" else 1.0 - distance
+        scale = beta if limit == "forward_kl" else 1.0 - beta
+        loss, _ = distillation_objective(hs, ht, y, s_head, t_head, 1.0, 6, chunk=4, divergence="jsd", beta=beta)
+        jsd = [loss.detach() / scale, *[g / scale for g in grads_of(loss, [hs, s_head.weight])]]
+        return torch.tensor([((a - b).abs().max() / b.abs().max()).item() for a, b in zip(jsd, kl)])
+
+    near, nearer = relative_errors(1e-6), relative_errors(1e-9)
+    assert (nearer < 1e-5).all() and (nearer < near / 100).all()
+
+
+@pytest.mark.parametrize("divergence,beta", DIVERGENCE_CASES[1:3], ids=CASE_IDS[1:3])
+def test_fused_divergence_in_bfloat16_computes_the_softmax_in_fp32(divergence, beta):
+    s_head, t_head = heads()
+    hs = torch.randn(6, 8, requires_grad=True)
+    ht, y = torch.randn(6, 8), torch.randint(0, 50, (6,))
+    loss32, _ = distillation_objective(hs, ht, y, s_head, t_head, 0.3, 6, chunk=4, divergence=divergence, beta=beta)
+    g32 = grads_of(loss32, [hs, s_head.weight])
+    s16, t16 = heads()
+    s16.to(torch.bfloat16), t16.to(torch.bfloat16)
+    h16 = hs.detach().bfloat16().requires_grad_(True)
+    loss16, sums16 = distillation_objective(h16, ht.bfloat16(), y, s16, t16, 0.3, 6, chunk=4, divergence=divergence,
+                                            beta=beta)
+    g16 = grads_of(loss16, [h16, s16.weight])
+    assert loss16.dtype == torch.float32 and sums16.kl.dtype == torch.float32
+    assert loss16.item() == pytest.approx(loss32.item(), rel=3e-2)
+    for a, b in zip(g16, g32):
+        assert a.dtype == torch.bfloat16
+        assert torch.allclose(a.float(), b, rtol=5e-2, atol=5e-2 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("divergence,beta,match", [("kl", 0.5, "divergence must be one of"),
+                                                   ("Forward_KL", 0.5, "divergence must be one of"),
+                                                   ("jsd", 0.0, "beta must be in"), ("jsd", 1.0, "beta must be in"),
+                                                   ("jsd", 1.5, "beta must be in"),
+                                                   ("jsd", float("nan"), "beta must be in")])
+def test_invalid_divergence_or_beta_is_a_clear_error(divergence, beta, match):
+    s_head, t_head, hs, ht, y = problem()
+    with pytest.raises(ValueError, match=match):
+        distillation_objective(hs, ht, y, s_head, t_head, 0.5, 7, divergence=divergence, beta=beta)
+    with pytest.raises(ValueError, match=match):
+        distillation_sums(hs, ht, y, s_head, t_head, divergence=divergence, beta=beta)
+    with pytest.raises(ValueError, match=match):
+        divergence_rows(hs, ht, divergence, beta)
+
+
+def test_the_kls_ignore_beta():
+    s_head, t_head, hs, ht, y = problem()
+    for divergence in ("forward_kl", "reverse_kl"):
+        a, _ = distillation_objective(hs, ht, y, s_head, t_head, 0.5, 7, divergence=divergence, beta=0.0)
+        b, _ = distillation_objective(hs, ht, y, s_head, t_head, 0.5, 7, divergence=divergence, beta=0.7)
+        assert a.item() == b.item()
+
+
+# TrainConfig.divergence and TrainConfig.jsd_beta (the config's own tests live in tests/test_config.py)
+
+
+def test_config_divergence_defaults_to_the_papers_forward_kl_and_accepts_every_divergence():
+    assert TrainConfig().divergence == "forward_kl" and TrainConfig().jsd_beta == 0.5
+    for divergence in DIVERGENCES:
+        assert params_from_dict({"train": {"divergence": divergence}}).train.divergence == divergence
+    assert params_from_dict({"train": {"divergence": "jsd", "jsd_beta": 0.25}}).train.jsd_beta == 0.25
+    # the endpoints are only refused for the JSD, which is the only divergence that reads beta
+    assert params_from_dict({"train": {"divergence": "reverse_kl", "jsd_beta": 1}}).train.jsd_beta == 1.0
+
+
+@pytest.mark.parametrize("train,match", [
+    ({"divergence": "kl"}, r"train\.divergence: must be 'forward_kl'"),
+    ({"jsd_beta": 1.5}, r"train\.jsd_beta: must be in \[0, 1\]"),
+    ({"jsd_beta": -0.1}, r"train\.jsd_beta: must be in \[0, 1\]"),
+    ({"divergence": "jsd", "jsd_beta": 0}, r"train\.jsd_beta: must be in \(0, 1\)"),
+    ({"divergence": "jsd", "jsd_beta": 1}, r"train\.jsd_beta: must be in \(0, 1\)"),
+    ({"jsd_beta": "half"}, r"train\.jsd_beta: expected a number"),
+])
+def test_config_rejects_an_unknown_divergence_or_beta_naming_the_key(train, match):
+    with pytest.raises(ConfigError, match=match):
+        params_from_dict({"train": train})

@@ -1,6 +1,6 @@
 import pytest
 
-from salad.training.schedule import decay_start, wsd_factor
+from salad.training.schedule import decay_start, linear_decay, wsd_factor
 
 
 def test_warmup_is_linear_to_peak():
@@ -27,3 +27,12 @@ def test_warmup_longer_than_stable_phase_is_cut():
 def test_out_of_range_step_raises():
     with pytest.raises(ValueError):
         wsd_factor(10, 10, 1, 0.2)
+
+
+def test_linear_decay_goes_from_the_peak_to_zero_without_warmup():
+    steps = 7
+    # Stage I's decay formula over the whole run: the rate would reach zero one step after the last
+    assert [linear_decay(s, steps) for s in range(steps)] == pytest.approx([(steps - s) / (steps + 1)
+                                                                             for s in range(steps)])
+    with pytest.raises(ValueError):
+        linear_decay(steps, steps)

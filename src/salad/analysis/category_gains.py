@@ -1,8 +1,8 @@
 """Figure 7: which MMSU categories Stage II improves, tested item by item against Stage I.
 
 A Stage II cell is scored on only the first `active.eval_items` items of each task, too few to test per category,
-so `mmsu_stage` scores the active Stage II model (γ = active.gamma at active.budget) on every MMSU item the main
-`evaluate` stage scored Stage I on, in speech mode and every format. `mmsu_category_gains` then pairs the two
+so the `stage2-mmsu` stage (salad.stages.stage2.mmsu_stage) scores the active Stage II model (γ = active.gamma at
+active.budget) on every MMSU item the main `evaluate` stage scored Stage I on, in speech mode and every format. `mmsu_category_gains` then pairs the two
 models' records in one prompt format and tests each category with an exact McNemar test, adjusting over categories
 (salad.analysis.statistics.per_category_significance).
 """
@@ -12,39 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
-from transformers import AutoTokenizer
 
-from salad.storage.atomic import read_jsonl, write_json, write_jsonl
-from salad.config import Params
-from salad.data.documents import FeatureReader
-from salad.stages.evaluate import HEADLINE, eval_items, score_items, summarize
-from salad.model.speech_lm import SpeechAdaptedLM
-from salad.stages.stage2 import cell_name
 from salad.analysis.statistics import per_category_significance
-
-
-@torch.no_grad()
-def mmsu_stage(params: Params, teacher_dir: Path, model_dir: Path, root: Path, features: Path, out: Path,
-               metrics_path: Path) -> dict:
-    """The active Stage II model on every MMSU item of `evaluate`, in speech mode and every format."""
-    expected = cell_name(params.active.gamma, params.active.budget)
-    if Path(model_dir).parent.name != expected:
-        raise ValueError(f"{model_dir} is not the Stage II model of γ = active.gamma, budget = active.budget "
-                         f"(expected data/stage2/{expected}/model)")
-    torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-    items = [it for it in eval_items(params, root) if it[1].task == "mmsu"]
-    if not items:
-        raise ValueError("the evaluate stage scores no MMSU items (evaluate.tasks has no mmsu)")
-    model = SpeechAdaptedLM.load(model_dir).eval()
-    records = score_items(items, tokenizer, [("student", "speech", model)], FeatureReader(Path(features) / "eval"),
-                          desc=f"MMSU, Stage II γ={params.active.gamma} {params.active.budget}")["student"]
-    write_jsonl(out, records)
-    metrics = {"gamma": params.active.gamma, "budget": params.active.budget, "headline": HEADLINE,
-               "results": summarize(records)}
-    write_json(metrics_path, metrics)
-    return metrics
+from salad.evaluation.benchmarks import HEADLINE
+from salad.storage.atomic import read_jsonl
 
 
 def mmsu_category_gains(stage1_records: Path, stage2_records: Path, mmsu: Path, fmt: str,

@@ -1,6 +1,6 @@
 """The paper's benchmark tables (3, 4, 5, 8) from our metrics, with the paper's published cells beside ours.
 
-Ours are best-format headline accuracies (`salad.stages.evaluate`) in percent, and gaps are the teacher's text accuracy
+Ours are best-format headline accuracies (`salad.evaluation.benchmarks.best_formats`) in percent, and gaps are the teacher's text accuracy
 minus the system's, in percentage points (lower is better), as in the paper. The paper's values come from
 `data/paper/published.csv` (`salad.analysis.published`): SALAD-3B is the row to compare with, since our student is trained
 by the same recipe, and the ASR cascade is the topline of Table 3. Columns named `paper_*` are the paper's.

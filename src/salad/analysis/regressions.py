@@ -1,9 +1,9 @@
 """The least-squares analysis of the analysis grid (paper Section 3.5 and Appendix A.6; docs/design.md §8): Figure 3,
 Table 1, Table 7 and Table 2, each with the paper's published numbers beside ours.
 
-Input: the frame of `salad.stages.grid.grid_results` (one row per grid model: data, alpha, budget, positions, M, M_se, F,
-speech_accuracy, text_accuracy). Everything here is a pure function of that frame; the statistics themselves are
-`salad.analysis.statistics` (formulas in its docstring) and are not re-derived here.
+Input: the frame of `salad.analysis.results.grid_results` (one row per grid model: data, alpha, budget, positions, M,
+M_se, F, speech_accuracy, text_accuracy). Everything here is a pure function of that frame; the statistics themselves
+are `salad.analysis.statistics` (formulas in its docstring) and are not re-derived here.
 
 What the paper does, and what is fixed here where it leaves a choice:
 
@@ -196,7 +196,6 @@ _TABLE7 = {
     "speech": ("speech_pct", "log_M", "log(misalignment)", "log(misalignment) (speech perf.)", "Speech (%)"),
     "text": ("text_pct", "F", "forgetting", "forgetting (text perf.)", "Text (%)"),
 }
-_STATS7 = ("df", "SS", "MS", "F", "p", "partial_R2")
 _PAPER7 = {"df": "df", "SS": "SS", "MS": "MS", "F": "F", "p": "p", "partial_R2": "Partial R²"}
 
 

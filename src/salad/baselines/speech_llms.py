@@ -2,12 +2,12 @@
 
 The paper compares SALAD with an ASR cascade (Whisper-large-v3 + the Qwen2.5 backbones) and four end-to-end speech
 LLMs, on speech input (Table 3) and on text input (Table 5), with the benchmarks, prompt formats, shots and
-log-likelihood scoring of salad.stages.evaluate. Here each of them is an adapter that loads a checkpoint from a local folder
-(`from_pretrained(path, local_files_only=True)`, nothing is downloaded) and returns, for one item's context and
-choices, the log-likelihood of every choice's continuation: text mode gets the context as text, speech mode as the
-synthesized audio of the same spoken context that the student hears (salad.stages.synthesize's `eval` store). acc, acc_norm
-(characters) and acc_bytes (UTF-8 bytes) are then `salad.evaluation.scoring.accuracy_metrics` of those scores and the choice
-strings, exactly as for our own models.
+log-likelihood scoring of salad.evaluation.benchmarks. Here each of them is an adapter that loads a checkpoint from a
+local folder (`from_pretrained(path, local_files_only=True)`, nothing is downloaded) and returns, for one item's
+context and choices, the log-likelihood of every choice's continuation: text mode gets the context as text, speech
+mode as the synthesized audio of the same spoken context that the student hears (salad.stages.synthesize's `eval`
+store). acc, acc_norm (characters) and acc_bytes (UTF-8 bytes) are then `salad.evaluation.scoring.accuracy_metrics`
+of those scores and the choice strings, exactly as for our own models.
 
 Prompt convention (paper Appendix A.4: "we adopt when needed each model's native chat template: the 'Answer:'
 segment is assigned to the assistant role, while the remaining context is presented as user input"):
@@ -22,10 +22,10 @@ segment is assigned to the assistant role, while the remaining context is presen
   tokens are scored, split from the context by lm-eval's rule (context tokenized alone, continuation = the joint
   tokenization minus as many leading tokens; the trailing newline of the assistant header stays in the context).
 - Base models (the cascade's Qwen2.5-3B/7B; base Qwen2-Audio-7B): plain continuation, " <choice>" after the context.
-  The cascade's LM is scored by `salad.stages.evaluate.score_text` itself (document-start token first), so the cascade's
-  text accuracy is the evaluate stage's text accuracy of the same LM, and its speech accuracy that of the
+  The cascade's LM is scored by `salad.evaluation.benchmarks.score_text` itself (document-start token first), so the
+  cascade's text accuracy is the evaluate stage's text accuracy of the same LM, and its speech accuracy that of the
   evaluate stage's cascade run.
-- Speech mode: the synthesized audio of the whole spoken context (demonstrations and question; `salad.stages.evaluate`
+- Speech mode: the synthesized audio of the whole spoken context (demonstrations and question; the `synthesize` stage
   synthesizes it from the text, so it ends with the spoken "Answer:") is the user turn, resampled with
   `resample_poly` to the model's feature-extractor rate (16 kHz) and cut at word boundaries into pieces no longer
   than the feature extractor's window (its `chunk_length`: Whisper's 30 s for Qwen2-Audio, whose extractor
@@ -56,10 +56,10 @@ from tqdm import tqdm
 from salad.storage.atomic import read_jsonl, write_json, write_jsonl
 from salad.evaluation.cascade import WHISPER_REPO, Transcriber, chunk_bounds, make_transcriber, speech_of
 from salad.config import Params
-from salad.stages.evaluate import (
+from salad.evaluation.benchmarks import (
     HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, summarize,
 )
-from salad.evaluation.scoring import ContextTooLong, _max_positions, accuracy_metrics, score_continuations
+from salad.evaluation.scoring import ContextTooLong, accuracy_metrics, max_positions, score_continuations
 from salad.storage.store import ShardedStore
 from salad.speech.tts import Speech
 
@@ -100,9 +100,10 @@ def chat_continuations(assistant_prefix: str, choices: list[str]) -> list[str]:
 
 def continuation_ids(tokenizer, context: str, continuations: list[str]) -> tuple[list[int], list[list[int]]]:
     """(context ids, continuation ids) by lm-eval's split rule: the context tokenized alone, each continuation the
-    joint tokenization minus as many leading tokens (no special tokens added). Unlike `salad.evaluation.scoring.text_requests`,
-    trailing whitespace of the context (the newline closing a chat template's assistant header) stays in the context,
-    and no delimiter is added: `continuations` are the exact scored strings."""
+    joint tokenization minus as many leading tokens (no special tokens added). Unlike
+    `salad.evaluation.scoring.text_requests`, trailing whitespace of the context (the newline closing a chat
+    template's assistant header) stays in the context, and no delimiter is added: `continuations` are the exact
+    scored strings."""
     def encode(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -120,8 +121,8 @@ def continuation_ids(tokenizer, context: str, continuations: list[str]) -> tuple
 
 def audio_pieces(speech: Speech, sample_rate: int, max_seconds: float) -> list[np.ndarray]:
     """`speech` resampled to `sample_rate` (`resample_poly`) and cut into consecutive pieces of at most
-    `max_seconds`, in the pauses between words where it has word times (salad.evaluation.cascade.chunk_bounds), hard cuts
-    otherwise (a last piece shorter than `MIN_PIECE_S` is dropped); float32."""
+    `max_seconds`, in the pauses between words where it has word times (salad.evaluation.cascade.chunk_bounds), hard
+    cuts otherwise (a last piece shorter than `MIN_PIECE_S` is dropped); float32."""
     samples = np.asarray(speech.audio, dtype=np.float32)
     if speech.sample_rate != sample_rate:
         ratio = Fraction(sample_rate, speech.sample_rate)
@@ -173,9 +174,9 @@ def merged_embeddings(model, language_model: torch.nn.Module, inputs: dict) -> t
     audio encoder's outputs written into the audio placeholders, by the model's own code), captured by a forward
     pre-hook that stops the forward there, so the decoder does not run.
 
-    Scoring then continues from these embeddings with `salad.evaluation.scoring.score_continuations`, which assumes positions
-    0..T-1 and full attention over the context; both are checked here on what the model passes (Qwen2.5-Omni builds
-    3-D M-RoPE positions, which are sequential for text and audio input), and anything else is an error.
+    Scoring then continues from these embeddings with `salad.evaluation.scoring.score_continuations`, which assumes
+    positions 0..T-1 and full attention over the context; both are checked here on what the model passes (Qwen2.5-Omni
+    builds 3-D M-RoPE positions, which are sequential for text and audio input), and anything else is an error.
     """
     got: dict[str, Any] = {}
 
@@ -219,8 +220,8 @@ class Adapter(Protocol):
     baseline: Baseline
 
     def score_text(self, context: str, choices: list[str]) -> list[float]:
-        """`context`: the item's few-shot prefix + context, as salad.stages.evaluate builds it (ends where the answer
-        starts)."""
+        """`context`: the item's few-shot prefix + context, as salad.evaluation.benchmarks builds it (ends where the
+        answer starts)."""
         ...
 
     def score_speech(self, speech: Speech, context: str, choices: list[str],
@@ -264,7 +265,7 @@ class _AudioChatLM:
                              f"checkpoint has none (no chat_template.jinja/.json, none in tokenizer_config.json)")
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.max_audio_s = float(self.feature_extractor.n_samples) / self.sample_rate
-        self.limit = _max_positions(self.model.config.get_text_config())
+        self.limit = max_positions(self.model.config.get_text_config())
 
     # subclass hooks
     def _load_processing(self) -> None:
@@ -429,9 +430,10 @@ class CascadeAdapter:
     """The cascade topline: ASR (Whisper from a local folder, salad.evaluation.cascade.WhisperTranscriber; or the oracle
     transcript) then a text LM from a local folder scored on the transcript.
 
-    A base LM (the paper's Qwen2.5-3B/7B) is scored by `salad.stages.evaluate.score_text` (plain continuation after the
-    document-start token, as the evaluate stage scores the teacher); a chat LM (`chat=True`) in its chat template,
-    the transcript of the whole spoken context as the user turn and the assistant prefix of the text context.
+    A base LM (the paper's Qwen2.5-3B/7B) is scored by `salad.evaluation.benchmarks.score_text` (plain continuation
+    after the document-start token, as the evaluate stage scores the teacher); a chat LM (`chat=True`) in its chat
+    template, the transcript of the whole spoken context as the user turn and the assistant prefix of the text
+    context.
     Transcripts are cached by context id (or text) and kept in `transcripts`.
     """
 
@@ -604,7 +606,7 @@ def load_baseline(name: str, path: str | Path, device: str | torch.device | None
 
 def score_baseline(adapter: Adapter, name: str, items: list, speech_store: ShardedStore | None,
                    modes: tuple[str, ...] = ("text", "speech"), desc: str | None = None) -> list[dict]:
-    """Per-item records of `adapter` on `items` ((format, Item, few-shot prefix), salad.stages.evaluate's plan), in the
+    """Per-item records of `adapter` on `items` ((format, Item, few-shot prefix), the evaluate stage's plan), in the
     evaluate stage's shape: {task, format, mode, id, label, n_choices, scores, acc, acc_norm, acc_bytes, pred,
     pred_norm, pred_bytes}, or {task, format, mode, id, skipped} for a request that does not fit the model.
     Speech mode reads each context's audio from `speech_store` (the synthesize stage's `eval` store)."""
@@ -639,8 +641,8 @@ def score_baseline(adapter: Adapter, name: str, items: list, speech_store: Shard
 
 
 def _gaps(name: str, own: dict, reference: dict | None, reference_label: str) -> dict:
-    """Table 3 (reference text - own speech) and Table 5 (reference text - own text) gaps by salad.stages.evaluate's
-    `benchmark_gaps`, relabelled."""
+    """Table 3 (reference text - own speech) and Table 5 (reference text - own text) gaps by
+    `salad.evaluation.benchmarks.benchmark_gaps`, relabelled."""
     if reference is None:
         return {}
     best = {"teacher": {"text": reference}}
@@ -662,7 +664,7 @@ def evaluate_baseline(params: Params, name: str, model_path: Path, root: Path, s
                       device: str | None = None) -> dict:
     """Baseline `name` (a key of `BASELINES`) from local folder `model_path` on the evaluate stage's items.
 
-    Same items, formats, demonstrations and shots as `salad.stages.evaluate.evaluate` (its `eval_plan` on `params` and
+    Same items, formats, demonstrations and shots as `salad.stages.evaluate.evaluate` (`salad.evaluation.benchmarks.eval_plan` on `params` and
     `root`); speech mode reads the spoken contexts from `speech/eval` (the synthesize stage's output, data/speech).
     `limit`: only the first `limit` items of every task and format (`first_items`). For a cascade, `asr_model` is the
     local Whisper folder (None: `params.evaluate.asr_model`, whose null is the oracle transcript). `reference`: a

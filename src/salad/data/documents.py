@@ -1,5 +1,8 @@
 """Reading the stage outputs back as documents: prepared text, synthesized speech with word times, and features.
 
+Training reads two kinds: speech documents (`load_aligned`: tokens mapped to words, words to times, and features)
+and the text-only documents of its text batches (`TextDocs` of `text_mix_file`).
+
 On-disk layout (written by `synthesize` and `encode`, read here):
 
     data/speech/<corpus>/      a salad.storage.store: index.jsonl {id, text, voice, rate, sample_rate, num_samples,
@@ -14,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from salad.config import Params
 from salad.data.interleave import AlignedDoc, map_tokens_to_words
+from salad.storage.atomic import read_jsonl
 from salad.storage.store import ShardedStore
 
 DOC_START = "<|endoftext|>"
@@ -89,3 +94,27 @@ def load_aligned(speech_dir: str | Path, features_dir: str | Path, tokenizer) ->
             features=np.asarray(features[rec["id"]], dtype=np.float32),
         ))
     return docs
+
+
+class TextDocs:
+    """Text-only documents of a prepared jsonl, tokenized on first use (a run touches only the documents it draws)."""
+
+    def __init__(self, path: Path, tokenizer, max_len: int):
+        self.texts = [r["text"] for r in read_jsonl(path)]
+        self.tokenizer, self.max_len, self.cache = tokenizer, max_len, {}
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> AlignedDoc:
+        if i not in self.cache:
+            ids = tokenize(self.tokenizer, self.texts[i])[0][:self.max_len]
+            self.cache[i] = AlignedDoc(id=str(i), token_ids=ids, token_word=np.zeros(len(ids), np.int64),
+                                       word_times=np.zeros((0, 2)), features=None)
+        return self.cache[i]
+
+
+def text_mix_file(params: Params, prepared: Path) -> Path:
+    """The corpus of the text-only batches: D_web, or the fetched text-mixing corpus (paper: SmolLM) when
+    prepare.text_mix_corpus is set."""
+    return prepared / ("text_mix.jsonl" if params.prepare.text_mix_corpus else "web.jsonl")

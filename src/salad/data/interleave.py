@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME_RATE = 12.5
+from salad.speech.encoders import FRAME_RATE
+
 IGNORE = -1
 
 

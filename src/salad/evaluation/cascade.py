@@ -13,8 +13,8 @@ stage scores with the text-mode rules (salad.evaluation.scoring) as model "casca
   at most 30 s per pass, and spoken contexts run to minutes, so the audio is cut at word boundaries (the synthesized
   word times) into pieces of at most 30 s, each is transcribed, and the pieces are joined with " ".
 
-Transcripts are cached by speech id, so a spoken context shared by several items (salad.stages.evaluate dedupes them) is
-transcribed once.
+Transcripts are cached by speech id, so a spoken context shared by several items (salad.evaluation.benchmarks dedupes
+them by `context_id`) is transcribed once.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def chunk_bounds(words: list[WordTime], duration: float, chunk_s: float) -> list
 
 
 def speech_of(record: dict, pcm: np.ndarray) -> Speech:
-    """A synthesized speech store entry (salad.stages.synthesize) as `Speech`: int16 samples to float, word times."""
+    """A synthesized speech store entry (salad.speech.synthesis) as `Speech`: int16 samples to float, word times."""
     words = [WordTime(w, int(a), int(b), float(s), float(e)) for w, a, b, s, e in record["words"]]
     return Speech(np.asarray(pcm, dtype=np.float32) / 32768.0, int(record["sample_rate"]), words)
 

@@ -70,7 +70,9 @@ def text_requests(tokenizer, context: str, choices: list[str],
     return list(prefix_ids) + context_enc, continuations
 
 
-def _max_positions(config) -> int | None:
+def max_positions(config) -> int | None:
+    """The number of positions a model config allows (the first of the names transformers' configs use for it),
+    or None when the config states no limit."""
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
@@ -100,7 +102,7 @@ def score_continuations(model, context_embeds: torch.Tensor, continuations: list
         raise ValueError(f"context_embeds must be [T>0, d], got {tuple(context_embeds.shape)}")
     n_ctx = context_embeds.shape[0]
     longest = max(len(c) for c in continuations)
-    limit = _max_positions(model.config)
+    limit = max_positions(model.config)
     if limit is not None and n_ctx + longest - 1 > limit:
         raise ContextTooLong(n_ctx + longest - 1, limit)
 
@@ -127,7 +129,7 @@ def score_continuations(model, context_embeds: torch.Tensor, continuations: list
             real[i, :k] = True
     cache = out.past_key_values
     if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-        return _score_without_cache(model, embeds[0], continuations)
+        return score_continuations_without_cache(model, embeds[0], continuations)
     cache.batch_repeat_interleave(n)
     attention = torch.cat([torch.ones(n, n_ctx, dtype=torch.long, device=device), real.long()], dim=1)
     positions = torch.arange(n_ctx, n_ctx + width, device=device)[None].expand(n, -1)
@@ -138,8 +140,9 @@ def score_continuations(model, context_embeds: torch.Tensor, continuations: list
     return [s + r for s, r in zip(scores, rest)]
 
 
-def _score_without_cache(model, embeds: torch.Tensor, continuations: list[list[int]]) -> list[float]:
-    """One full forward per choice, for models that return no repeatable KV cache."""
+def score_continuations_without_cache(model, embeds: torch.Tensor, continuations: list[list[int]]) -> list[float]:
+    """`score_continuations` as one full forward of context + continuation per choice: the path for models that
+    return no repeatable KV cache, and the naive baseline the shared-context scorer is checked and timed against."""
     table = model.get_input_embeddings()
     scores = []
     for c in continuations:

@@ -40,7 +40,7 @@ OBQA -> openbookqa_train; MMSU, HellaSwag and PIQA -> the other items of the eva
 split in our rebuild; HellaSwag and PIQA ship no train split), excluding every evaluated item by id. Demonstrations
 are drawn once per task and seed, independently of the format, so all formats of a task see the same demo records,
 and in one seeded order, so k shots are the first k of any larger number. How many a task gets (its `paper_shots`,
-capped and cut to the speech window) is decided by salad.stages.evaluate.
+capped and cut to the speech window) is decided by salad.evaluation.benchmarks.task_shots.
 
 Item ids are ``"<task>/<key>"`` for records of the evaluated file and ``"<task>/<split>/<key>"`` for records of a
 separate few-shot file, where ``<key>`` is the record's own id field (``story_id``, ``id``, ``source_index``,

@@ -95,7 +95,7 @@ def _qwen2_standin(params: Params, folder: Path, texts: list[str]) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from salad.stages.teacher import train_tokenizer
+    from salad.model.teacher import train_tokenizer
 
     t = params.teacher
     group = t.num_heads // t.num_kv_heads
@@ -148,7 +148,7 @@ def check_profile(profile: str | Path, work: str | Path, raw: str | Path = "data
     from salad.stages.encode import encode
     from salad.stages.evaluate import evaluate
     from salad.stages.measure import measure
-    from salad.data.prepare import prepare
+    from salad.stages.prepare import prepare
     from salad.stages.synthesize import synthesize
     from salad.stages.teacher import train_teacher
     from salad.stages.train import train

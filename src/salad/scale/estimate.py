@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from salad.config import Params
+from salad.speech.encoders import FRAME_RATE
 
 __all__ = ["Rates", "estimate", "lm_parameters", "format_estimate"]
 
 SECONDS_PER_HOUR = 3600.0
-FRAME_RATE = 12.5
 MIMI_DIM = 512
 ADAM_BYTES_PER_PARAM = 16  # held while training: fp32 weights, gradients, exp_avg and exp_avg_sq
 CHECKPOINT_BYTES_PER_PARAM = 12  # fp32 weights, exp_avg and exp_avg_sq: what `last.pt` holds per trained parameter

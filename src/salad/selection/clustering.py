@@ -53,7 +53,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-__all__ = ["balanced_kmeans", "kmeans_objective"]
+__all__ = ["balanced_kmeans", "kmeans_objective", "nearest_centroid"]
 
 SAMPLE_PER_CLUSTER = 256  # sample for k-means++ and the prices: enough to pin K prices, cheap next to one full pass
 PRICE_ITERS = 10  # sweeps per Lloyd iteration; warm starts carry the prices across iterations
@@ -324,3 +324,13 @@ def balanced_kmeans(x: np.ndarray, k: int, seed: int, iters: int = 20, tol: floa
         if gain < tol:
             break
     return labels, mu
+
+
+def nearest_centroid(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) of each row of x: argmax of x·mu − |mu|²/2.
+
+    Places documents outside the clustered pool (held-out probes, D_speech) in the fitted clusters; unlike the fit's
+    assignment, it has no size constraint.
+    """
+    mu = centroids.astype(np.float64)
+    return np.argmax(x.astype(np.float64) @ mu.T - 0.5 * (mu ** 2).sum(axis=1), axis=1)

@@ -37,13 +37,13 @@ from scipy.fft import dct
 from scipy.signal import resample_poly
 
 from salad.speech.encoders.logmel import mel_filterbank
-from salad.speech.tts import EspeakTTS, WordTime
+from salad.speech.tts import MIN_WORD_SECONDS, EspeakTTS, WordTime, word_weight
 
 __all__ = ["Aligner", "speakable_words", "ctc_viterbi", "CTCAligner", "dtw_path", "naive_dtw_path",
-           "DTWConfig", "DTWAligner", "spectral_features", "snap_to_pauses", "finalize_spans", "make_aligner"]
+           "DTWConfig", "DTWAligner", "spectral_features", "pairwise_euclidean", "snap_to_pauses", "finalize_spans",
+           "make_aligner"]
 
 _WORD_RE = re.compile(r"\S+")
-_MIN_WORD_SECONDS = 0.01  # the shortest span a word gets when an aligner squeezes it to nothing (as salad.speech.tts)
 
 
 class Aligner(Protocol):
@@ -59,23 +59,19 @@ def speakable_words(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _WORD_RE.finditer(text) if any(c.isalnum() for c in m.group())]
 
 
-def _weight(word: str) -> int:
-    return max(1, sum(c.isalnum() for c in word))
-
-
 def finalize_spans(text: str, spans: list[tuple[float, float]], duration: float) -> list[WordTime]:
     """WordTimes for the speakable words of `text` from raw (start, end) seconds, made valid.
 
     Aligners can produce touching or inverted spans (a warping path that stalls, a word squeezed to one frame). The
     repair is minimal and in order: clip to [0, duration], start at or after the previous end, end at least
-    _MIN_WORD_SECONDS after the start (shrunk evenly at the very end of the audio so that everything still fits).
+    MIN_WORD_SECONDS after the start (shrunk evenly at the very end of the audio so that everything still fits).
     """
     words = speakable_words(text)
     if len(spans) != len(words):
         raise ValueError(f"{len(spans)} spans for {len(words)} speakable words")
     if duration <= 0:
         raise ValueError(f"duration must be positive, got {duration!r}")
-    floor = min(_MIN_WORD_SECONDS, duration / max(1, len(words)))
+    floor = min(MIN_WORD_SECONDS, duration / max(1, len(words)))
     out: list[WordTime] = []
     prev_end = 0.0
     for k, ((word, cs, ce), (a, b)) in enumerate(zip(words, spans)):
@@ -171,7 +167,7 @@ class CTCAligner:
     wav2vec2-base); a word runs from the first frame of its first label to the end of the last frame of its last.
     A word with no vocabulary character (e.g. "1984" for an English letters-only model) has no label: it gets the gap
     between its aligned neighbours, split by letter/digit count with other label-less words there; when that gap is
-    shorter than _MIN_WORD_SECONDS per word it shares the previous aligned word's span instead (as salad.speech.tts does for
+    shorter than MIN_WORD_SECONDS per word it shares the previous aligned word's span instead (as salad.speech.tts does for
     words that espeak merges). A transcript with no vocabulary character at all is a ValueError.
     """
 
@@ -280,13 +276,13 @@ def _fill_unaligned(spans: list[tuple[float, float] | None], words: list[str],
         run = list(range(k, j))
         lo = out[k - 1][1] if k > 0 else 0.0
         hi = out[j][0] if j < len(out) else duration
-        if hi - lo < _MIN_WORD_SECONDS * len(run) and k > 0:  # no gap: share the previous word's span
+        if hi - lo < MIN_WORD_SECONDS * len(run) and k > 0:  # no gap: share the previous word's span
             run = [k - 1] + run
             lo = out[k - 1][0]
-        elif hi - lo < _MIN_WORD_SECONDS * len(run):  # at the very start: share the next word's span
+        elif hi - lo < MIN_WORD_SECONDS * len(run):  # at the very start: share the next word's span
             run = run + [j]
             hi = out[j][1]
-        weights = np.cumsum([0] + [_weight(words[i]) for i in run], dtype=np.float64)
+        weights = np.cumsum([0] + [word_weight(words[i]) for i in run], dtype=np.float64)
         bounds = lo + (hi - lo) * weights / weights[-1]
         for n, i in enumerate(run):
             out[i] = (float(bounds[n]), float(bounds[n + 1]))
@@ -393,7 +389,8 @@ def spectral_features(audio: np.ndarray, sample_rate: int, n_mels: int = 40, n_m
     return ceps.astype(np.float32)
 
 
-def _euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pairwise_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[len(a), len(b)] Euclidean distances between the rows of `a` and of `b` (the DTW cost matrix)."""
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)  # float32: half the memory
     return np.sqrt(np.maximum(sq, 0.0))
 
@@ -489,7 +486,7 @@ class DTWAligner:
         ref = np.concatenate([pad, speech.audio, pad])
         ref_feats = spectral_features(self._dither(ref, 1), sample_rate, self.config.n_mels, self.config.n_mfcc)
         rec_feats = spectral_features(self._dither(audio, 2), sample_rate, self.config.n_mels, self.config.n_mfcc)
-        path = dtw_path(_euclidean(ref_feats, rec_feats))
+        path = dtw_path(pairwise_euclidean(ref_feats, rec_feats))
         n_ref = len(ref_feats)
         first_rec = np.full(n_ref, np.iinfo(np.int64).max)
         last_rec = np.full(n_ref, -1)

@@ -80,12 +80,15 @@ import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import numpy as np
 from scipy.signal import resample_poly
 
-from salad.speech.tts import Speech, WordTime, _weight, check_text
+from salad.speech.tts import Speech, WordTime, check_text, word_weight
+
+if TYPE_CHECKING:
+    from salad.config import SynthesizeConfig
 
 __all__ = ["KokoroTTS", "KOKORO_REPO", "KOKORO_SAMPLE_RATE"]
 
@@ -329,7 +332,7 @@ def _own_intervals(timed: list[_Timed], speakable: list[bool], text_words: list[
             elif pending is None:
                 pending = t.start
             continue
-        for w, (a, b) in zip(targets, _split(t.start, t.end, [_weight(text_words[w]) for w in targets])):
+        for w, (a, b) in zip(targets, _split(t.start, t.end, [word_weight(text_words[w]) for w in targets])):
             if w in own:
                 own[w][0], own[w][1] = min(own[w][0], a), max(own[w][1], b)
             else:
@@ -383,7 +386,7 @@ def _layout(own: dict[int, list[float]], speakable_ids: list[int], text_words: l
 
     out = []
     for members, a, b in kept:
-        for w, (s, e) in zip(members, _split(a, b, [_weight(text_words[w]) for w in members])):
+        for w, (s, e) in zip(members, _split(a, b, [word_weight(text_words[w]) for w in members])):
             out.append((w, s, e))
     return out
 
@@ -420,6 +423,12 @@ class KokoroTTS:
         self._repr = self._describe()
         self._engine: Optional[_Engine] = None
         self._load()  # fail now, not on the first document, for files that do not fit
+
+    @classmethod
+    def from_config(cls, cfg: SynthesizeConfig) -> KokoroTTS:
+        """The fixed voice of `cfg` (tts: kokoro): the Kokoro-82M files and voice pack it names."""
+        return cls(model=cfg.kokoro_model, config=cfg.kokoro_config, voice=cfg.kokoro_voice,
+                   spacy_model=cfg.kokoro_spacy_model, speed=cfg.kokoro_speed, sample_rate=cfg.sample_rate)
 
     def _describe(self) -> str:
         def named(path: Path) -> str:

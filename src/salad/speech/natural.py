@@ -1,8 +1,8 @@
-"""Natural speech: ingest a manifest of recordings with transcripts, give every word a timestamp.
+"""Natural speech: parse a manifest of recordings with transcripts, check each recording, give every word a timestamp.
 
 Why: the paper trains Stage I on natural speech (LibriHeavy, Emilia) whose word times come from a forced aligner
 (Pratap et al., 2024). This module turns such a corpus into the records the pipeline already uses for synthesized
-speech (salad.stages.synthesize): {id, text, sample_rate, num_samples, words: [[word, char_start, char_end, start_s,
+speech (salad.speech.synthesis): {id, text, sample_rate, num_samples, words: [[word, char_start, char_end, start_s,
 end_s]]} plus the recording's float32 audio resampled to 24 kHz, so that encoding and interleaving need not know
 where a document's speech came from.
 
@@ -41,7 +41,8 @@ JSON object, a missing id / audio path / transcript field, an unknown schema, a 
 Problems of one recording are a counted skip (`RecordSkipped`, a ValueError whose message starts with its reason
 code, so that salad.storage.store records it like a rejected synthesis); the reason codes are `SKIP_REASONS`.
 Any other exception (a bug, a missing model) propagates; records already yielded are the caller's, and with
-`NaturalJob` in salad.storage.store every finished shard stays committed.
+`NaturalJob` in salad.storage.store every finished shard stays committed. The `natural` stage (salad.stages.natural)
+runs a `NaturalJob` over the configured manifest into a speech store.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from salad.speech.align import Aligner, DTWConfig, finalize_spans, make_aligner, speakable_words
+from salad.speech.tts import is_latin_or_digit
 
 __all__ = ["NaturalEntry", "NaturalChecks", "RecordSkipped", "SKIP_REASONS", "read_manifest", "load_utterance",
            "process_entry", "iter_natural", "NaturalJob", "new_stats"]
@@ -255,16 +257,12 @@ def read_manifest(manifest_path: str | Path) -> list[NaturalEntry]:
 # One recording.
 
 
-def _is_latin_or_digit(ch: str) -> bool:  # the rule of salad.speech.tts
-    return ch in "0123456789" or (ch.isalpha() and "LATIN" in unicodedata.name(ch, ""))
-
-
 def _check_text(entry: NaturalEntry) -> None:
     if not entry.text.strip():
         raise RecordSkipped(entry.id, "empty_transcript", "the transcript is empty")
     if not speakable_words(entry.text):
         raise RecordSkipped(entry.id, "no_speakable_word", f"no word with a letter or digit in {entry.text[:80]!r}")
-    if not any(_is_latin_or_digit(ch) for ch in entry.text):
+    if not any(is_latin_or_digit(ch) for ch in entry.text):
         raise RecordSkipped(entry.id, "non_latin", f"no Latin letter or digit in {entry.text[:80]!r}")
 
 
@@ -458,55 +456,3 @@ class NaturalJob:
         state = dict(self.__dict__)
         state["_aligner"] = None
         return state
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:20] if path.exists() else "missing"
-
-
-def ingest(params, root: Path, out: Path) -> dict:
-    """The `natural` stage: the manifest `params.natural.manifest` (relative to `root`) into the speech store `out`.
-
-    Unusable recordings are skipped and counted by reason; finished shards survive a kill (salad.storage.store).
-    """
-    import dataclasses
-
-    import salad.speech.align
-    import salad.speech.natural
-    import salad.storage.store
-    import salad.speech.tts
-    from salad.storage.atomic import write_json
-    from salad.storage.store import ShardedStore, build_store, code_digest, distributed_rank, fingerprint
-
-    cfg = params.natural
-    manifest = Path(root) / cfg.manifest
-    if not manifest.exists():
-        raise FileNotFoundError(f"natural speech manifest {manifest} not found (params natural.manifest)")
-    entries = read_manifest(manifest)
-    job = NaturalJob(entries, aligner_kind=cfg.aligner, ctc_model=cfg.ctc_model,
-                     dtw=DTWConfig(voice=cfg.dtw_voice, rate=cfg.dtw_rate),
-                     checks=NaturalChecks(min_peak_dbfs=cfg.min_peak_dbfs, max_duration_s=cfg.max_duration_s))
-    # the audio files' bytes are part of the fingerprint, so a replaced recording rebuilds its shard
-    audio = {e.id: _file_digest(e.audio_path) for e in entries}
-    job_fp = fingerprint(dataclasses.asdict(cfg), [(e.id, e.text, e.words, audio[e.id]) for e in entries],
-                         code_digest(salad.speech.natural, salad.speech.align, salad.speech.tts, salad.storage.store))
-    rank, world = distributed_rank()
-    stats = build_store(job, out, job_fp, shard_docs=cfg.shard_docs, workers=cfg.workers, rank=rank,
-                        world_size=world, desc="natural")
-    if stats is None:
-        return {"rank": rank, "finished": "own shards; the last rank writes stats.json"}
-    records = ShardedStore(out).records
-    reasons: dict[str, int] = {}
-    for s in stats["skipped_documents"]:
-        reason = s["reason"].split(":")[0]
-        reasons[reason] = reasons.get(reason, 0) + 1
-    aligned_by: dict[str, int] = {}
-    for r in records:
-        aligned_by[r["aligner"]] = aligned_by.get(r["aligner"], 0) + 1
-    stats.update(recordings=len(entries), skipped_by_reason=reasons, aligned_by=aligned_by,
-                 hours=round(sum(r["num_samples"] / r["sample_rate"] for r in records) / 3600, 4),
-                 words=sum(len(r["words"]) for r in records))
-    write_json(out / "stats.json", stats)
-    return stats

@@ -63,12 +63,15 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from scipy.signal import resample_poly
 
-__all__ = ["WordTime", "Speech", "EspeakTTS", "check_text"]
+if TYPE_CHECKING:
+    from salad.config import SynthesizeConfig
+
+__all__ = ["WordTime", "Speech", "EspeakTTS", "check_text", "is_latin_or_digit", "word_weight", "MIN_WORD_SECONDS"]
 
 ESPEAK_SAMPLE_RATE = 22050
 
@@ -88,7 +91,7 @@ _RATE_MIN, _RATE_MAX = 80, 450  # espeakRATE_MINIMUM / _MAXIMUM: outside them es
 # |amplitude| above which a 22.05 kHz int16 sample counts as sound when trimming pauses: espeak writes exact zeros
 # in pauses, so anything clearly above rounding noise (-60 dBFS) is speech.
 _SILENCE_THRESHOLD = 32
-_MIN_WORD_SECONDS = 0.01  # floor for a word whose whole interval is silent, so that end > start still holds
+MIN_WORD_SECONDS = 0.01  # floor for a word whose whole interval is silent, so that end > start still holds
 
 
 class _EventId(ctypes.Union):
@@ -298,13 +301,15 @@ _WORD_RE = re.compile(r"\S+")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _is_latin_or_digit(ch: str) -> bool:
+def is_latin_or_digit(ch: str) -> bool:
+    """Whether `ch` is an ASCII digit or a Latin-script letter: text without any is rejected (module docstring)."""
     if ch in "0123456789":
         return True
     return ch.isalpha() and "LATIN" in unicodedata.name(ch, "")
 
 
-def _weight(word: str) -> int:
+def word_weight(word: str) -> int:
+    """A word's share when words without times of their own split one interval: its letters and digits (at least 1)."""
     return max(1, sum(ch.isalnum() for ch in word))
 
 
@@ -379,8 +384,8 @@ def _align(text: str, pcm: np.ndarray, events: list[tuple[int, int, int, int]]) 
         start_s = a / ESPEAK_SAMPLE_RATE
         end_s = b_trim / ESPEAK_SAMPLE_RATE
         if end_s <= start_s:  # a silent interval: keep a short span, never past the interval's own end
-            end_s = min(start_s + _MIN_WORD_SECONDS, max(b, a + 1) / ESPEAK_SAMPLE_RATE)
-        weights = np.cumsum([0] + [_weight(text[tokens[i][0]:tokens[i][1]]) for i in members], dtype=np.float64)
+            end_s = min(start_s + MIN_WORD_SECONDS, max(b, a + 1) / ESPEAK_SAMPLE_RATE)
+        weights = np.cumsum([0] + [word_weight(text[tokens[i][0]:tokens[i][1]]) for i in members], dtype=np.float64)
         bounds = start_s + (end_s - start_s) * weights / weights[-1]
         bounds[0], bounds[-1] = start_s, end_s  # exact, so that rounding cannot make neighbours overlap
         for j, i in enumerate(members):
@@ -401,7 +406,7 @@ def check_text(text: str) -> list[re.Match]:
     words = list(_WORD_RE.finditer(text))
     if not any(any(ch.isalnum() for ch in m.group()) for m in words):
         raise ValueError(f"text has no speakable word (a word needs a letter or digit): {text[:80]!r}")
-    if not any(_is_latin_or_digit(ch) for ch in text):
+    if not any(is_latin_or_digit(ch) for ch in text):
         raise ValueError(f"text has no Latin-script letter or digit; an English voice would only spell out "
                          f"character names: {text[:80]!r}")
     return words
@@ -426,6 +431,11 @@ class EspeakTTS:
         with _LOCK:
             with _Session(self.voice, self.rate):  # fail now, not on the first document, for an unknown voice
                 pass
+
+    @classmethod
+    def from_config(cls, cfg: SynthesizeConfig) -> EspeakTTS:
+        """The fixed voice of `cfg`: espeak-ng `voice` at `rate`."""
+        return cls(voice=cfg.voice, rate=cfg.rate, sample_rate=cfg.sample_rate)
 
     def __repr__(self) -> str:
         return f"EspeakTTS(voice={self.voice!r}, rate={self.rate}, sample_rate={self.sample_rate})"

@@ -15,7 +15,8 @@ in what it varies. The data sides:
   paper, whose benchmarks are in its synthetic voice too) the broad side is closer to the test set in voice as
   well as in domain.
 
-Outputs of a cell `<data>-<alpha>` (the DVC matrix stages grid-train, grid-measure and grid-evaluate):
+Outputs of a cell `<data>-<alpha>` (salad.config.grid_cell_name; the DVC matrix stages grid-train, grid-measure and
+grid-evaluate), read back by salad.analysis.results.grid_results:
 
     data/grid/<cell>/model/               the model at grid.tokens; model/budgets/<B>/ the smaller budgets
     data/grid/<cell>/eval/<B>.jsonl       per-item benchmark records of each model
@@ -27,23 +28,21 @@ Outputs of a cell `<data>-<alpha>` (the DVC matrix stages grid-train, grid-measu
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from transformers import AutoTokenizer
 
-from salad.storage.atomic import write_json, write_jsonl
 from salad.config import Params
 from salad.data.documents import FeatureReader, load_aligned
-from salad.stages.evaluate import HEADLINE, eval_items, first_items, score_items, summarize
-from salad.stages.measure import measure_model
+from salad.evaluation.benchmarks import HEADLINE, eval_items, first_items, score_items, summarize
+from salad.evaluation.measures import measure_model
 from salad.model.speech_lm import SpeechAdaptedLM
-from salad.stages.train import load_teacher, train
+from salad.model.teacher import load_teacher
+from salad.stages.train import train
+from salad.storage.atomic import write_json, write_jsonl
 
-__all__ = ["cell_params", "cell_models", "train_cell", "measure_cell", "evaluate_cell", "grid_results"]
+__all__ = ["cell_params", "cell_models", "train_cell", "measure_cell", "evaluate_cell"]
 
 
 def cell_params(params: Params, alpha: float) -> Params:
@@ -123,28 +122,3 @@ def evaluate_cell(params: Params, alpha: float, data: str, teacher_dir: Path, mo
     write_json(metrics_path, metrics)
     return metrics
 
-
-def grid_results(params: Params, metrics_root: Path) -> pd.DataFrame:
-    """One row per grid model: data, alpha, budget, the positions it trained on, M (± se over layouts), F, and
-    the average over tasks of its best-format headline accuracy in speech and in text mode (as the paper averages
-    the best prompt format per task). Cells of `params.grid` whose metrics are missing are an error."""
-    rows = []
-    for data in params.grid.data:
-        for alpha in params.grid.alphas:
-            cell = Path(metrics_root) / "grid" / f"{data}-{alpha}"
-            try:
-                train_m, measure_m, evaluate_m = (json.loads((cell / f"{name}.json").read_text())
-                                                  for name in ("train", "measure", "evaluate"))
-            except FileNotFoundError as e:
-                raise FileNotFoundError(f"grid cell {data}-{alpha}: {e.filename} is missing; run `dvc repro`") from None
-            positions = {str(b): v["positions"] for b, v in train_m.get("budgets", {}).items()}
-            positions[str(params.grid.tokens)] = train_m["positions"]
-            for budget, m in measure_m["models"].items():
-                row = {"data": data, "alpha": alpha, "budget": int(budget), "positions": positions[budget],
-                       "M": m["M"], "M_se": m["M_se"], "F": m["F"]}
-                for mode in ("speech", "text"):
-                    best = [max(formats[fmt][mode][HEADLINE] for fmt in formats if mode in formats[fmt])
-                            for formats in evaluate_m["models"][budget].values()]
-                    row[f"{mode}_accuracy"] = float(np.mean(best))
-                rows.append(row)
-    return pd.DataFrame(rows).sort_values(["data", "alpha", "budget"], ignore_index=True)

@@ -37,7 +37,6 @@ import os
 import re
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -195,13 +194,6 @@ def _write_index(out: Path, n_shards: int, built: int) -> dict:
     write_jsonl(out / "index.jsonl", records)
     return {"documents": len(records), "rows": rows, "skipped": len(skipped), "skipped_documents": skipped,
             "shards": n_shards, "shards_built": built, "shards_reused": n_shards - built}
-
-
-@dataclass
-class _Entry:
-    shard: int
-    offset: int
-    length: int
 
 
 class ShardedStore:

@@ -1,4 +1,4 @@
-"""Training checkpoints shared by Stage I (salad.stages.train) and Stage II (salad.stages.stage2).
+"""Training checkpoints of the training loop (salad.training.loop) that Stage I and Stage II share.
 
 A checkpoint holds everything a killed run needs to continue bit for bit on CPU: the model, the optimizer (with each
 group's peak rate, so the schedule can be recomputed from the step), the next step (the data position: the plan is a

@@ -54,7 +54,7 @@ def is_sharded(model: torch.nn.Module) -> bool:
 
 
 def shard_for_training(model: SpeechAdaptedLM, teacher, cfg, place) -> None:
-    """Shard `model` (trainable) and `teacher` (frozen) in place over the ranks of `place` (a salad.stages.train.Dist).
+    """Shard `model` (trainable) and `teacher` (frozen) in place over the ranks of `place` (a salad.training.loop.Dist).
 
     Call it before building the optimizer: FSDP replaces the parameters with their shards.
     """

@@ -21,18 +21,23 @@ Definition (24 kHz audio):
 Time alignment: 20 ms sub-frame j is the window centred on the middle of [j·20 ms, (j+1)·20 ms) (the signal is
 zero-padded by 2.5 ms on the left), so 80 ms frame i summarises audio time [i/12.5, (i+1)/12.5), seeing at most
 2.5 ms beyond each edge through the window's tapered tails. The end is zero-padded so that a clip of duration d gives
-exactly `n_frames(d) = ceil(d·12.5)` frames, the count interleaving (docs/design.md §3) assumes.
+exactly `n_frames(d) = ceil(d·12.5)` frames (salad.speech.encoders), the count interleaving (docs/design.md §3)
+assumes.
 """
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["FRAME_RATE", "LogMelEncoder", "check_audio", "n_frames", "LOG_MEL_SHIFT", "LOG_MEL_SCALE"]
+from salad.speech.encoders import FRAME_RATE, check_audio
 
-FRAME_RATE = 12.5  # frames per second, same as Mimi
+if TYPE_CHECKING:
+    from salad.config import EncodeConfig
+
+__all__ = ["LogMelEncoder", "mel_filterbank", "LOG_MEL_SHIFT", "LOG_MEL_SCALE"]
+
 STACK = 4  # 20 ms sub-frames per 80 ms frame
 HOP_SECONDS = 1.0 / FRAME_RATE / STACK  # 20 ms
 WINDOW_SECONDS = 0.025
@@ -40,16 +45,6 @@ F_MIN, F_MAX = 0.0, 8000.0
 LOG_FLOOR = 1e-6
 LOG_MEL_SHIFT = -8.0
 LOG_MEL_SCALE = 4.0
-
-
-def n_frames(duration_s: float) -> int:
-    """Number of 12.5 Hz frames for `duration_s` seconds of audio: ceil(duration_s · 12.5).
-
-    A tolerance of 1e-6 frame absorbs float error, so that e.g. 1920 samples at 24 kHz (exactly 0.08 s) give 1 frame.
-    """
-    if not duration_s >= 0:
-        raise ValueError(f"duration must be >= 0 seconds, got {duration_s!r}")
-    return max(0, math.ceil(duration_s * FRAME_RATE - 1e-6))
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -69,26 +64,6 @@ def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float = F_M
     rising = (freqs[:, None] - lower[None, :]) / (centre - lower)[None, :]
     falling = (upper[None, :] - freqs[:, None]) / (upper - centre)[None, :]
     return np.maximum(0.0, np.minimum(rising, falling))
-
-
-def check_audio(audio: np.ndarray, sample_rate: int, expected_rate: int) -> np.ndarray:
-    """`audio` as an array after the checks every frozen encoder makes; a ValueError says what is wrong.
-
-    Shared by all encoders so that the same bad input gets the same message whichever encoder is configured.
-    """
-    if sample_rate != expected_rate:
-        raise ValueError(f"audio sample rate {sample_rate} Hz does not match the encoder's {expected_rate} Hz; "
-                         f"resample the audio first")
-    audio = np.asarray(audio)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be 1-D mono samples, got shape {audio.shape}")
-    if audio.size == 0:
-        raise ValueError("cannot encode empty audio")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise ValueError(f"audio must be floating point in [-1, 1], got dtype {audio.dtype}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio contains NaN or infinite samples")
-    return audio
 
 
 class LogMelEncoder:
@@ -112,8 +87,13 @@ class LogMelEncoder:
         self.pad_left = (self.win_length - self.hop) // 2  # centres each window on its 20 ms slot
         n = np.arange(self.win_length)
         self.window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / self.win_length)).astype(np.float32)  # periodic Hann
-        self._filters = (mel_filterbank(self.n_mels, self.n_fft, self.sample_rate)
-                         / float(np.sum(self.window.astype(np.float64) ** 2))).astype(np.float32)
+        # [n_fft // 2 + 1, n_mels] mel filters over the window's energy: power spectrum @ filters is the mel power
+        self.filters = (mel_filterbank(self.n_mels, self.n_fft, self.sample_rate)
+                        / float(np.sum(self.window.astype(np.float64) ** 2))).astype(np.float32)
+
+    @classmethod
+    def from_config(cls, cfg: EncodeConfig) -> LogMelEncoder:
+        return cls(n_mels=cfg.n_mels)
 
     def __repr__(self) -> str:
         return f"LogMelEncoder(n_mels={self.n_mels}, sample_rate={self.sample_rate})"
@@ -131,6 +111,6 @@ class LogMelEncoder:
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.win_length)[::self.hop][:n_sub]
         spectrum = np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)
         power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-        mel = power @ self._filters
+        mel = power @ self.filters
         feats = (np.log(mel + np.float32(LOG_FLOOR)) - np.float32(LOG_MEL_SHIFT)) / np.float32(LOG_MEL_SCALE)
         return np.ascontiguousarray(feats.reshape(frames_out, self.dim), dtype=np.float32)

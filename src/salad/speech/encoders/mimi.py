@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from salad.speech.encoders.logmel import check_audio, n_frames
+from salad.speech.encoders import check_audio, n_frames
+
+if TYPE_CHECKING:
+    from salad.config import EncodeConfig
 
 __all__ = ["MimiEncoder", "MIMI_WEIGHTS_FILE", "MIMI_HUB_REPO", "weights_digest"]
 
@@ -88,6 +92,10 @@ class MimiEncoder:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self._size, self._digest = weights.stat().st_size, weights_digest(weights)
+
+    @classmethod
+    def from_config(cls, cfg: EncodeConfig) -> MimiEncoder:
+        return cls(cfg.mimi_weights, num_codebooks=cfg.mimi_codebooks, batch_size=cfg.mimi_batch_size)
 
     def __repr__(self) -> str:
         # The name, size and digest of the weights, not their directory: moving the file keeps cached features.

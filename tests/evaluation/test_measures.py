@@ -1,4 +1,4 @@
-"""The measures of docs/design.md §4 as the `measure` stage computes them, against direct dense formulas."""
+"""The measures of docs/design.md §4 (salad.evaluation.measures), against direct dense formulas."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,10 @@ import torch.nn.functional as F
 
 from conftest import make_doc
 from salad.data.interleave import draw_layout, interleave
-from salad.stages.measure import forgetting_rows, misalignment_rows, shuffled, tokens_after_speech
+from salad.evaluation.measures import (forgetting_rows, measure_model, misalignment_rows, shuffled,
+                                      text_hidden_states, tokens_after_speech)
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
-from salad.stages.train import load_teacher
+from salad.model.teacher import load_teacher
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,6 @@ def test_shuffled_speech_gives_each_document_the_next_ones_frames_at_its_own_cou
 
 
 def test_a_shared_text_pass_gives_the_same_rows_as_one_per_batch(models, tokenizer):
-    from salad.stages.measure import text_hidden_states
-
     _, student = models
     docs = [make_doc(tokenizer, seed=s)[0] for s in range(3)]
     seqs = [interleave(d, draw_layout(d.cut_points(), d.n_words, np.random.default_rng(10 + s)), 150)
@@ -97,7 +96,6 @@ def test_a_shared_text_pass_gives_the_same_rows_as_one_per_batch(models, tokeniz
 
 def test_measure_model_without_controls_gives_the_same_m_and_f(models, tokenizer):
     from salad.config import params_from_dict
-    from salad.stages.measure import measure_model
 
     teacher, student = models
     docs = [make_doc(tokenizer, seed=s)[0] for s in range(3)]

@@ -1,23 +1,6 @@
-"""The `prepare` stage: deterministic splits of the shipped raw data into the corpora of the miniature world.
-
-Inputs (under `raw`, see data/README.md):
-
-- `text/broad_mixed_en.jsonl.gz`    broad-domain English documents (the stand-in for FineWeb-Edu)
-- `text/gutenberg_books.jsonl.gz`   43 Project Gutenberg books (narrow domain: the "natural speech" side)
-- `benchmarks/mmlu_pro_test.jsonl.gz` MMLU-Pro test, from which the MMSU-like set is rebuilt
-
-Outputs (under `out`, written as one directory that appears whole or not at all):
-
-| file | records | role |
-|---|---|---|
-| `test.jsonl`     | `{id, source, genre, text}` | held-out broad documents with speech: M and F are measured on them |
-| `probe.jsonl`    | `{id, source, genre, text}` | Stage II probe documents (M per cluster) |
-| `web.jsonl`      | `{id, source, genre, text}` | D_web: the broad pool (active selection, text-only corpus mixing, teacher pretraining) |
-| `speech.jsonl`   | `{id, book, pg_id, text}`   | D_speech text: chunks of the speech books, to be synthesized |
-| `pretrain.jsonl` | `{id, text}`                | teacher pretraining text: all of web + chunks of the other books |
-| `mmsu.jsonl`     | `{id, category, question, options, label}` | the MMSU-like benchmark |
-| `text_mix.jsonl` | `{id, text}`                | only with `prepare.text_mix_corpus`: the text-only batches of training (paper: SmolLM corpus) |
-| `stats.json`     | counts, words, characters per split; estimated speech hours | |
+"""The corpus splits of the miniature world: chunking, broad test/probe/web splits, the speech and pretraining
+books, and the MMSU-like benchmark, all deterministic given the seed (the `prepare` stage, salad.stages.prepare,
+reads the raw files and writes the splits).
 
 Recipe (every random choice comes from its own stream of a generator seeded with `params.seed`, so changing one
 knob does not reshuffle unrelated choices):
@@ -54,11 +37,10 @@ knob does not reshuffle unrelated choices):
    seed derived from the item's id, in a seeded order; `label` is the gold option's position. Option texts are the
    original strings. Record id: `"mmsu/<question_id>"`.
 
-At paper scale the broad documents are a fetched corpus (`prepare.web_corpus`: FineWeb-Edu parts written by
-`salad fetch`) instead of the shipped file, split by the same recipe; they are held in memory, as the shipped file
-is. `prepare.text_mix_corpus` adds `text_mix.jsonl`, the fetched text-mixing corpus chunked the same way.
+At paper scale the broad documents are a fetched corpus (`prepare.web_corpus`), split by the same recipe; the
+text-mixing corpus (`prepare.text_mix_corpus`) is chunked the same way (`text_mix_chunks`).
 
-Speech hours in `stats.json` are an estimate at 175 words per minute (the default espeak-ng rate).
+Speech hours in the statistics (`split_stats`) are an estimate at 175 words per minute (the default espeak-ng rate).
 """
 
 from __future__ import annotations
@@ -70,12 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.storage.atomic import atomic_dir, read_jsonl, write_json, write_jsonl
-from salad.config import Params, PrepareConfig
+from salad.config import PrepareConfig
 
-BROAD_FILE = Path("text") / "broad_mixed_en.jsonl.gz"
-BOOKS_FILE = Path("text") / "gutenberg_books.jsonl.gz"
-MMLU_PRO_FILE = Path("benchmarks") / "mmlu_pro_test.jsonl.gz"
+__all__ = ["PrepareError", "chunk_words", "chunk_text", "text_mix_chunks", "clean_book_text", "is_sentence_end",
+           "check_text_records", "split_broad", "split_books", "build_mmsu", "split_stats", "WORDS_PER_MINUTE"]
 
 CHUNK_TOLERANCE = 0.3
 """A chunk ends at a sentence end within ±30 % of doc_words; the last chunk may run to 1.3·doc_words."""
@@ -129,10 +109,6 @@ def is_sentence_end(word: str) -> bool:
     return not _INITIAL.match(word)
 
 
-def normalise_whitespace(text: str) -> str:
-    return " ".join(text.split())
-
-
 def chunk_words(words: list[str], doc_words: int) -> list[list[str]]:
     """Cut a word list into chunks of about doc_words words (see the module docstring); short chunks are dropped."""
     lo = max(1, math.ceil(doc_words * (1 - CHUNK_TOLERANCE)))
@@ -160,6 +136,12 @@ def chunk_text(text: str, doc_words: int) -> list[str]:
     return [" ".join(c) for c in chunk_words(text.split(), doc_words)]
 
 
+def text_mix_chunks(docs: list[dict], doc_words: int) -> list[dict]:
+    """The text-mixing corpus's documents as chunks {id: "<document id>#<chunk index>", text}, in document order."""
+    return [{"id": f"{doc['id']}#{k}", "text": c} for doc in docs for k, c in
+            enumerate(chunk_text(doc["text"], doc_words))]
+
+
 def clean_book_text(text: str) -> str:
     """Drop the transcriber credit paragraph at the top and Gutenberg's `_italic_` underscores."""
     head, sep, rest = text.lstrip().partition("\n\n")
@@ -169,27 +151,11 @@ def clean_book_text(text: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# reading and validating raw records
+# validating raw records
 
 
-def _read(path: Path) -> list[dict]:
-    if not path.exists():
-        raise PrepareError(f"{path}: raw input not found (see data/README.md for what data/raw must hold)")
-    return read_jsonl(path)
-
-
-def _read_corpus(folder: Path, kind: str) -> list[dict]:
-    """The committed parts `salad fetch --corpus <kind>` wrote into `folder` (held in memory, like the shipped file)."""
-    from salad.scale.corpora import read_parts
-
-    records = list(read_parts(folder)) if folder.is_dir() else []
-    if not records:
-        raise PrepareError(f"{folder}: no committed parts of a fetched corpus (prepare.{kind}_corpus); run "
-                           f"`salad fetch --corpus {kind}` with the profile's corpora.{kind} first")
-    return records
-
-
-def _check_text_records(path: Path, records: list[dict], id_key: str) -> None:
+def check_text_records(path: Path, records: list[dict], id_key: str) -> None:
+    """Every record of `path` has a unique non-empty `id_key` and a non-empty string 'text'; else a PrepareError."""
     seen = set()
     for lineno, rec in enumerate(records, 1):
         if not isinstance(rec, dict) or rec.get(id_key) in (None, ""):
@@ -346,11 +312,8 @@ def build_mmsu(items: list[dict], cfg: PrepareConfig, seed: int, path: Path) -> 
     return out
 
 
-# --------------------------------------------------------------------------------------------------------------
-# the stage
-
-
-def _split_stats(records: list[dict]) -> dict:
+def split_stats(records: list[dict]) -> dict:
+    """Records, words, characters and estimated speech hours (at WORDS_PER_MINUTE) of one split."""
     words = sum(_words(r["text"]) for r in records)
     return {
         "records": len(records),
@@ -358,62 +321,3 @@ def _split_stats(records: list[dict]) -> dict:
         "chars": sum(len(r["text"]) for r in records),
         "speech_hours_est": round(words / WORDS_PER_MINUTE / 60.0, 3),
     }
-
-
-def prepare(params: Params, raw: Path, out: Path) -> dict:
-    """Write the deterministic splits of `raw` into `out` (default data/prepared); return the statistics."""
-    cfg, seed = params.prepare, params.seed
-    raw, out = Path(raw), Path(out)
-
-    broad_path = Path(cfg.web_corpus) if cfg.web_corpus else raw / BROAD_FILE
-    broad = _read_corpus(broad_path, "web") if cfg.web_corpus else _read(broad_path)
-    _check_text_records(broad_path, broad, "id")
-    books_path = raw / BOOKS_FILE
-    books = _read(books_path)
-    _check_text_records(books_path, books, "pg_id")
-    mmlu_path = raw / MMLU_PRO_FILE
-    mmlu = _read(mmlu_path)
-
-    splits, broad_info = split_broad(broad, cfg, seed)
-    speech, pretrain, book_info = split_books(books, splits["web"], cfg, seed, books_path)
-    mmsu = build_mmsu(mmlu, cfg, seed, mmlu_path)
-    text_mix = None
-    if cfg.text_mix_corpus:
-        mix_path = Path(cfg.text_mix_corpus)
-        mix = _read_corpus(mix_path, "text_mix")
-        _check_text_records(mix_path, mix, "id")
-        text_mix = [{"id": f"{doc['id']}#{k}", "text": c} for doc in mix for k, c in
-                    enumerate(chunk_text(doc["text"], cfg.doc_words))]
-
-    stats: dict = {name: _split_stats(recs) for name, recs in
-                   (("test", splits["test"]), ("probe", splits["probe"]), ("web", splits["web"]),
-                    ("speech", speech), ("pretrain", pretrain))}
-    for name in ("test", "probe", "web"):
-        stats[name]["source_documents"] = len({r["id"].rsplit("#", 1)[0] for r in splits[name]})
-    stats["books"] = book_info
-    per_category: dict[str, int] = {}
-    for r in mmsu:
-        per_category[r["category"]] = per_category.get(r["category"], 0) + 1
-    label_counts = [0] * cfg.mmsu_options
-    for r in mmsu:
-        label_counts[r["label"]] += 1
-    stats["mmsu"] = {"records": len(mmsu), "per_category": per_category, "label_counts": label_counts,
-                     "options": cfg.mmsu_options}
-    stats["broad"] = broad_info
-    if text_mix is not None:
-        stats["text_mix"] = _split_stats(text_mix)
-    stats["seed"] = seed
-    stats["doc_words"] = cfg.doc_words
-    stats["words_per_minute"] = WORDS_PER_MINUTE
-
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "test.jsonl", splits["test"])
-        write_jsonl(tmp / "probe.jsonl", splits["probe"])
-        write_jsonl(tmp / "web.jsonl", splits["web"])
-        write_jsonl(tmp / "speech.jsonl", speech)
-        write_jsonl(tmp / "pretrain.jsonl", pretrain)
-        write_jsonl(tmp / "mmsu.jsonl", mmsu)
-        if text_mix is not None:
-            write_jsonl(tmp / "text_mix.jsonl", text_mix)
-        write_json(tmp / "stats.json", stats)
-    return stats
