@@ -99,3 +99,31 @@ def test_reports_read_results_without_importing_a_stage(source):
     nothing."""
     text = (ROOT / source).read_text()
     assert not re.search(r"^\s*(from|import)\s+salad\.stages\b", text, re.MULTILINE), source
+
+
+FIGURE_SCRIPT = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from salad.analysis.report import save_figure
+fig, ax = plt.subplots()
+ax.plot([0, 1, 2], [1, 0, 2], label="a")
+ax.fill_between([0, 1, 2], 0, 1, alpha=0.2)
+ax.legend()
+save_figure(fig, "training_and_misalignment", sys.argv[1])
+"""
+
+
+def test_a_figure_saved_by_two_processes_has_the_same_bytes(tmp_path):
+    """Same params, same bytes, figures included: no svg date, no per-process clip-path ids."""
+    import subprocess
+    import sys
+
+    outs = [tmp_path / f"run{i}" / "stage1" for i in range(2)]
+    for out in outs:
+        subprocess.run([sys.executable, "-c", FIGURE_SCRIPT, str(out)], check=True)
+    for ext in ("png", "svg"):
+        a, b = ((out / "figures" / f"training_and_misalignment.{ext}").read_bytes() for out in outs)
+        assert a == b, ext
+    assert b"<dc:date>" not in (outs[0] / "figures" / "training_and_misalignment.svg").read_bytes()

@@ -44,9 +44,14 @@ def save_table(df: pd.DataFrame, name: str, reports: str | Path, caption: str = 
 def save_figure(fig, name: str, reports: str | Path) -> None:
     artifact(name, "figure", Path(reports).name)
     figures = Path(reports) / "figures"
-    for ext in ("png", "svg"):
-        with atomic_path(figures / f"{name}.{ext}") as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+    import matplotlib
+
+    # Same figure, same bytes: an svg otherwise carries its creation date and clip-path ids salted per process.
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        for ext in ("png", "svg"):
+            with atomic_path(figures / f"{name}.{ext}") as tmp:
+                fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight",
+                            metadata={"Date": None} if ext == "svg" else None)
 
 
 def save_metrics(values: dict[str, float], reports: str | Path) -> None:
