@@ -328,7 +328,7 @@ def two_ranks(tiny_world, tmp_path_factory):
     launch = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
-        _, stderr = launch.communicate(timeout=180)
+        _, stderr = launch.communicate(timeout=1800)  # a hang guard, far above the expected time
     except subprocess.TimeoutExpired:
         os.killpg(launch.pid, signal.SIGKILL)
         _, stderr = launch.communicate()
