@@ -301,7 +301,8 @@ class TrainConfig:
     """The distillation divergence D(Q, P) of the objective α·D + (1−α)·NLL, teacher Q first, student P
     (salad.training.objective): 'forward_kl' KL(Q‖P), the paper's; 'reverse_kl' KL(P‖Q); 'jsd' the generalized
     Jensen-Shannon divergence β·KL(Q‖M) + (1−β)·KL(P‖M) with M = β·Q + (1−β)·P, as TRL's GKDTrainer. The measures M,
-    F and M(c) stay the forward KL whatever this is. Changes results."""
+    F and M(c) stay the forward KL whatever this is. The logged `train/kl` and `stage2/kl` (and `final_loss`'s
+    divergence part) hold the divergence chosen here. Changes results."""
     jsd_beta: float = 0.5
     """β of divergence 'jsd', in [0, 1], and strictly inside (0, 1) when divergence is 'jsd': at β = 0 or 1 the
     mixture M is P or Q and the JSD vanishes identically. Its normalised limits, JSD/β as β → 0 and JSD/(1−β) as

@@ -1,9 +1,14 @@
-"""Named random streams: every seeded draw of the pipeline comes from `stream(seed, name, *keys)`.
+"""Named random streams: the pipeline's seeded draws of data plans, layouts and samples come from
+`stream(seed, name, *keys)`.
 
 Each stream is numpy's generator seeded with `[seed, code, *keys]`, so streams are independent of each other and of
 the order in which stages run, and one stream can be re-drawn alone (a document's layout in `measure` does not
 depend on how many documents came before it when `keys` name the document). The codes are part of the results:
 changing one changes every number drawn from that stream, so they are fixed here, once, and never reused.
+
+A few seeded draws predate the streams and keep their own seeding, because re-seeding them would change every
+result downstream (docs/design.md §10 lists them): the teacher's pretraining windows, the data splits, each
+document's voice and rate, the selection draw, the k-means start and the aligner's dither.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def _read_corpus(folder: Path, kind: str) -> list[dict]:
 
 
 def prepare(params: Params, raw: Path, out: Path) -> dict:
-    """Write the deterministic splits of `raw` into `out` (default data/prepared); return the statistics."""
+    """Write the deterministic splits of `raw` into `out` (data/prepared in dvc.yaml); return the statistics."""
     cfg, seed = params.prepare, params.seed
     raw, out = Path(raw), Path(out)
 

@@ -171,10 +171,6 @@ def train_step(model: SpeechAdaptedLM, teacher, optimizer, planned: PlannedBatch
     return alpha * kl + (1.0 - alpha) * nll, kl, nll
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Saving: rank 0 writes; a sharded model's full state is gathered by every rank
-
-
 def run_fingerprint(params: Params, inputs: list[Path]) -> str:
     """What a checkpoint must match to be resumed: the training params and the bytes of the training inputs.
 
@@ -196,6 +192,10 @@ def run_fingerprint(params: Params, inputs: list[Path]) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving: rank 0 writes; a sharded model's full state is gathered by every rank
 
 
 def save_checkpoint(path: Path, place: Dist, model, optimizer, *state) -> None:
