@@ -73,9 +73,9 @@ COMMANDS: dict[str, Command] = {
     "stage2-evaluate": Command("salad.stages.stage2:evaluate_cell", "benchmarks of a Stage II model"),
     "stage2-mmsu": Command("salad.stages.stage2:mmsu_stage",
                            "the active Stage II model on every MMSU item of `evaluate`, in speech (Figure 7)"),
-    "report": Command("salad.analysis.report:run_notebook",
+    "report": Command("salad.stages.report:report",
                       "execute a report notebook with papermill into reports/<notebook>/"),
-    "report-index": Command("salad.cli:report_index",
+    "report-index": Command("salad.stages.report:report_index",
                             "reports/README.md from the artifact registry, dvc.yaml and the rendered reports"),
     # tools around the pipeline (not DVC stages)
     "baseline": Command("salad.cli:baseline",
@@ -262,14 +262,6 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Commands that are not a library function as it stands
-
-
-def report_index(reports: Path, out: Path) -> dict:
-    """`reports/README.md` (`out`) from the artifact registry, dvc.yaml and the rendered reports under `reports`."""
-    from salad.analysis.report import write_index
-
-    write_index(reports, out)
-    return {"index": str(out)}
 
 
 def baseline(params: Params, name: str, model: Path, root: Path = Path("."), speech: Path = Path("data/speech"),

@@ -16,6 +16,10 @@ from typing import Any
 import yaml
 
 
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+"""The distillation divergences D(Q, P) the training objective offers (train.divergence; salad.training.objective)."""
+
+
 class ConfigError(ValueError):
     pass
 
@@ -346,7 +350,7 @@ class TrainConfig:
         _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
         _check(self.precision in ("fp32", "bf16"), f"{w}.precision",
                f"must be 'fp32' or 'bf16', got {self.precision!r}")
-        _check(self.divergence in ("forward_kl", "reverse_kl", "jsd"), f"{w}.divergence",
+        _check(self.divergence in DIVERGENCES, f"{w}.divergence",
                f"must be 'forward_kl', 'reverse_kl' or 'jsd', got {self.divergence!r}")
         _check(0.0 <= self.jsd_beta <= 1.0, f"{w}.jsd_beta", f"must be in [0, 1], got {self.jsd_beta!r}")
         _check(self.divergence != "jsd" or 0.0 < self.jsd_beta < 1.0, f"{w}.jsd_beta",

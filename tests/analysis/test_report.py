@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from salad.analysis.artifacts import ARTIFACTS, NOTEBOOK_PARAMS, NOTEBOOKS, PAPER, Artifact, coverage  # noqa: E402
-from salad.analysis.report import save_figure, save_metrics, save_table, write_index  # noqa: E402
+from salad.analysis.report import save_figure, save_metrics, save_table  # noqa: E402
+from salad.stages.report import report_index  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +78,7 @@ def test_index_lists_every_artifact_and_refuses_missing_files(tmp_path):
         for f in a.files:
             (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / f).write_text("| claim | verdict |\n|---|---|\n| c | yes |\n" if a.name == "findings" else "x")
-    write_index(tmp_path, tmp_path / "README.md")
+    report_index(tmp_path, tmp_path / "README.md")
     index = (tmp_path / "README.md").read_text()
     for a in ARTIFACTS:
         assert f"`{a.name}`" in index and all(f"({f})" in index for f in a.files)
@@ -85,7 +86,7 @@ def test_index_lists_every_artifact_and_refuses_missing_files(tmp_path):
     assert "| c | yes |" in index
     (tmp_path / ARTIFACTS[0].files[0]).unlink()
     with pytest.raises(FileNotFoundError, match=ARTIFACTS[0].files[0]):
-        write_index(tmp_path, tmp_path / "README.md")
+        report_index(tmp_path, tmp_path / "README.md")
 
 
 READERS = [*(f"notebooks/{n}.py" for n in NOTEBOOKS),

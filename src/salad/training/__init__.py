@@ -2,4 +2,4 @@
 chunked at masked positions (`objective`); the data plan of every optimizer step, drawn up front from the seed
 (`plan`); the optimizer step over processes and micro-batches (`loop`); the warmup-stable-decay schedule
 (`schedule`); checkpoints that resume bit for bit (`checkpoint`); FSDP2 sharding with activation checkpointing and
-bf16 (`fsdp`); and the DVCLive logger (`live`)."""
+bf16 (`fsdp`); the DVCLive logger (`live`); and the tiny teacher's own next-token pretraining (`pretrain`)."""

@@ -33,9 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
-"""The distillation divergences D(Q, P) of the training objective (TrainConfig.divergence)."""
-
+from salad.config import DIVERGENCES
 
 def check_divergence(divergence: str, beta: float) -> None:
     """Reject an unknown divergence, and a JSD β outside (0, 1): at β = 0 or 1 the mixture M is P or Q and JSD_β is
