@@ -2,9 +2,17 @@
 
 Setting: each transcript of the LJ Speech sample (16 sentences, ~290 words) is synthesized by espeak-ng voices that
 DIFFER from the aligner's reference rendering (other voice, rate and pitch variant); the true word times of these
-"recordings" come from espeak itself (salad.speech.tts). To look a little more like a real recording, each one gets seeded
-leading and trailing silence (0.1-0.7 s), a gain, and white noise 50 dB below full scale. The aligner renders the
-transcript with its own voice (en-us) and warps. Error = |aligned - true| for every word start and end, in ms.
+"recordings" come from espeak itself (salad.speech.tts). To look more like a real recording, each one is mixed with the
+real silences of the LJ Speech recordings (their room noise below -40 dB of the peak, cut from the clips' quiet
+frames): half the clips get none before the first word (a clip cut at the speech onset), the others 0.1-0.7 s; a
+fifth of the word gaps get a pause of 0.15-0.6 s; all get trailing room noise, a gain, and white noise 50 dB below full
+scale. The aligner renders the transcript with its own voice (en-us) and warps. Error = |aligned - true| for every word
+start and end, in ms; `first_word_start` is the error of the first word's start in the clips with no leading silence
+(the lag a rendering-only pad caused).
+
+Transcript checks (`mismatch`): every LJ recording and every mixed clip is aligned once with its own transcript and
+once with another clip's; the DTW path cost and the speaking-rate check must refuse the swapped ones and pass the
+true ones (counts of each).
 
 Baseline in the same run: linear stretch (the rendering's word times scaled by the duration ratio, no warping);
 speed baseline: the textbook double-loop DTW (salad.speech.align.naive_dtw_path) on the first clip, checked to give the
@@ -25,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from salad.speech.align import (DTWAligner, DTWConfig, dtw_path, naive_dtw_path, pairwise_euclidean,
-                                spectral_features)
+from salad.speech.align import (DTWAligner, DTWConfig, TranscriptMismatch, dtw_path, naive_dtw_path,
+                                pairwise_euclidean, spectral_features)
 from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,32 +47,75 @@ def transcripts() -> list[str]:
         return [json.loads(line)["text"] for line in f if line.strip()]
 
 
-def make_recording(tts: EspeakTTS, text: str, rng: np.random.Generator):
-    """A target clip with known word times: speech between random silences, scaled, with noise added."""
+def room_noise() -> np.ndarray:
+    """The real silences of the LJ recordings: their frames more than 40 dB below the clip's peak, at 24 kHz."""
+    from salad.speech.natural import NaturalChecks, load_utterance, read_manifest
+    from scipy.signal import resample_poly
+
+    hop, pieces = SAMPLE_RATE // 100, []
+    for entry in read_manifest(MANIFEST):
+        audio, sr = load_utterance(entry, NaturalChecks())
+        audio = resample_poly(audio, SAMPLE_RATE // 300, sr // 300).astype(np.float32)  # 22.05 -> 24 kHz: 80/73.5
+        n = len(audio) // hop
+        frames = audio[:n * hop].reshape(n, hop)
+        energy = (frames.astype(np.float64) ** 2).mean(1)
+        pieces.append(frames[energy <= energy.max() * 1e-4].ravel())
+    return np.concatenate(pieces)
+
+
+def _noise(bank: np.ndarray, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    n = int(seconds * SAMPLE_RATE)
+    start = int(rng.integers(0, len(bank) - n))
+    return bank[start:start + n]
+
+
+def make_recording(tts: EspeakTTS, text: str, rng: np.random.Generator, bank: np.ndarray):
+    """A target clip with known word times: speech mixed with real room noise and pauses, scaled, with noise."""
     speech = tts.synthesize(text)
-    lead, trail = (int(rng.uniform(0.1, 0.7) * SAMPLE_RATE) for _ in range(2))
-    audio = np.concatenate([np.zeros(lead, np.float32), speech.audio * rng.uniform(0.3, 1.0),
-                            np.zeros(trail, np.float32)])
+    gain = rng.uniform(0.3, 1.0)
+    lead = 0.0 if rng.random() < 0.5 else rng.uniform(0.1, 0.7)
+    pieces, truth, shift, cut = [_noise(bank, lead, rng)], [], lead, 0
+    for k, w in enumerate(speech.words):
+        truth.append((w.start + shift, w.end + shift))
+        nxt = speech.words[k + 1] if k + 1 < len(speech.words) else None
+        if nxt is not None and rng.random() < 0.2:
+            split = int((w.end + nxt.start) / 2 * SAMPLE_RATE)
+            pause = rng.uniform(0.15, 0.6)
+            pieces += [speech.audio[cut:split] * gain, _noise(bank, pause, rng)]
+            cut, shift = split, shift + len(pieces[-1]) / SAMPLE_RATE
+    pieces += [speech.audio[cut:] * gain, _noise(bank, rng.uniform(0.1, 0.7), rng)]
+    audio = np.concatenate(pieces)
     audio = (audio + 10 ** (-50 / 20) * rng.standard_normal(len(audio))).astype(np.float32)
-    offset = lead / SAMPLE_RATE
-    truth = [(w.start + offset, w.end + offset) for w in speech.words]
-    return audio, truth
+    return audio, truth, lead
 
 
 def evaluate(aligner: DTWAligner, targets: list[tuple[str, int]], texts: list[str], seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    err_start, err_end, base_start, base_end = [], [], [], []
+    bank = room_noise()
+    err_start, err_end, base_start, base_end, first_start = [], [], [], [], []
+    refused_true = refused_swapped = clips = 0
     audio_s = wall_s = 0.0
     reference = EspeakTTS(voice=aligner.config.voice, rate=aligner.config.rate, sample_rate=SAMPLE_RATE)
     for voice, rate in targets:
         tts = EspeakTTS(voice=voice, rate=rate, sample_rate=SAMPLE_RATE)
-        for text in texts:
-            audio, truth = make_recording(tts, text, rng)
+        for i, text in enumerate(texts):
+            audio, truth, lead = make_recording(tts, text, rng, bank)
+            clips += 1
             t0 = time.perf_counter()
-            words = aligner.align(audio, SAMPLE_RATE, text)
+            try:
+                words = aligner.align(audio, SAMPLE_RATE, text)
+            except TranscriptMismatch:
+                refused_true += 1
+                continue
             wall_s += time.perf_counter() - t0
             audio_s += len(audio) / SAMPLE_RATE
+            try:
+                aligner.align(audio, SAMPLE_RATE, texts[(i + len(texts) // 2) % len(texts)])
+            except TranscriptMismatch:
+                refused_swapped += 1
             assert len(words) == len(truth)
+            if lead == 0.0:
+                first_start.append(abs(words[0].start - truth[0][0]) * 1000)
             err_start += [abs(w.start - a) * 1000 for w, (a, _) in zip(words, truth)]
             err_end += [abs(w.end - b) * 1000 for w, (_, b) in zip(words, truth)]
             ref = reference.synthesize(text)  # linear-stretch baseline
@@ -79,7 +130,10 @@ def evaluate(aligner: DTWAligner, targets: list[tuple[str, int]], texts: list[st
 
     return {"words": len(err_start), "audio_s": round(audio_s, 1), "align_wall_s": round(wall_s, 2),
             "audio_s_per_wall_s": round(audio_s / wall_s, 1),
-            "dtw": {"start": summary(err_start), "end": summary(err_end), "all": summary(err_start + err_end)},
+            "mismatch": {"clips": clips, "true_transcript_refused": refused_true,
+                         "swapped_transcript_refused": refused_swapped},
+            "dtw": {"start": summary(err_start), "end": summary(err_end), "all": summary(err_start + err_end),
+                    "first_word_start_no_leading_silence": summary(first_start)},
             "linear_stretch": {"start": summary(base_start), "end": summary(base_end),
                                "all": summary(base_start + base_end)}}
 
@@ -152,7 +206,16 @@ def lj_check(floor_db: float = -35.0, min_pause_s: float = 0.15) -> dict:
             else:
                 inside_base += int((pause & covered).sum())
         pause_frames += int(pause.sum())
+    swapped = refused = 0
+    for i, (_, audio) in enumerate(items):
+        for k in (3, 5, 9):  # another recording's transcript
+            swapped += 1
+            try:
+                aligner.align(audio, SAMPLE_RATE, items[(i + k) % len(items)][0]["text"])
+            except TranscriptMismatch:
+                refused += 1
     return {"stats": {k: v for k, v in stats.items() if k != "skipped_records"}, "wall_s": round(wall, 2),
+            "swapped_transcripts": swapped, "swapped_transcripts_refused": refused,
             "audio_s_per_wall_s": round(stats["audio_hours"] * 3600 / wall, 1),
             "onset_error_ms_median": round(float(np.median(onset)), 1),
             "offset_error_ms_median": round(float(np.median(offset)), 1),

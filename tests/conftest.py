@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny byte-level BPE tokenizer with the document-start token, and synthetic aligned documents."""
+"""Shared fixtures: a tiny tokenizer trained as the teacher's is, and synthetic aligned documents."""
 
 import math
 import re
@@ -6,11 +6,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salad.data.documents import DOC_START, tokenize
+from salad.data.documents import tokenize
 from salad.data.interleave import AlignedDoc, map_tokens_to_words
+from salad.model.teacher import train_tokenizer
 from salad.speech.encoders import FRAME_RATE
 
 TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwhile the old farmer's wife "
@@ -19,13 +19,7 @@ TEXT = ("The quick brown fox, which can't sleep, jumps over 13 lazy dogs. Meanwh
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[DOC_START],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator([TEXT] * 3, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=DOC_START, eos_token=DOC_START)
+    return train_tokenizer([TEXT] * 3, 300)
 
 
 def make_doc(tokenizer, text=TEXT, seed=0, frames_dim=3):

@@ -219,7 +219,7 @@ def test_a_missing_folder_says_what_to_download(tmp_path, name):
     with pytest.raises(FileNotFoundError) as e:
         load_baseline(name, tmp_path / "absent")
     assert hub_id in str(e.value)
-    assert f"huggingface-cli download {hub_id} --local-dir {tmp_path / 'absent'}" in str(e.value)
+    assert f"hf download {hub_id} --local-dir {tmp_path / 'absent'}" in str(e.value)
 
 
 @pytest.mark.parametrize("name, missing", [("diva-llama-3.1-8b", "DiVAModel"),

@@ -144,7 +144,7 @@ def test_check_profile_runs_the_3b_profile_on_stand_ins(tmp_path, capsys):
     assert report["standin_params"]["synthesize.tts"] == "kokoro" and report["standin_params"]["encode.encoder"] == "mimi"
     need = {n["param"]: n for n in report["needs"]}
     assert not need["teacher.pretrained"]["present"]
-    assert need["teacher.pretrained"]["source"] == ("huggingface-cli download Qwen/Qwen2.5-3B "
+    assert need["teacher.pretrained"]["source"] == ("hf download Qwen/Qwen2.5-3B "
                                                     "--local-dir models/Qwen2.5-3B")
     assert "kyutai/moshiko-pytorch-bf16 tokenizer-e351c8d8-checkpoint125.safetensors" in need["encode.mimi_weights"]["source"]
     assert "[MISSING] teacher.pretrained: models/Qwen2.5-3B" in printed and "profile OK on stand-ins" in printed

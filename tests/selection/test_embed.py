@@ -60,7 +60,7 @@ def test_similar_sentences_are_closer_than_unrelated_ones(model):
 
 
 def test_missing_models_fail_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"not available locally.*huggingface-cli download"):
+    with pytest.raises(FileNotFoundError, match=r"not available locally.*hf download"):
         load_embedder("salad-tests/no-such-embedder")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_embedder(str(tmp_path / "absent"))

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salad.speech.align import (CTCAligner, DTWAligner, DTWConfig, ctc_viterbi, dtw_path, finalize_spans, make_aligner,
-                         naive_dtw_path, snap_to_pauses, speakable_words, _fill_unaligned)
+from salad.speech.align import (CTCAligner, DTWAligner, DTWConfig, TranscriptMismatch, ctc_viterbi, dtw_path,
+                                finalize_spans, make_aligner, naive_dtw_path, snap_to_pauses, speakable_words,
+                                _fill_unaligned)
 from salad.speech.tts import EspeakTTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +89,25 @@ def test_vectorised_dtw_equals_the_double_loop(shape) -> None:
         assert np.array_equal(dtw_path(cost), naive_dtw_path(cost))
 
 
+@pytest.mark.parametrize("shape,free", [((5, 9), 1), ((12, 8), 3), ((30, 31), 7), ((3, 4), 1)])
+def test_free_rows_dtw_equals_the_double_loop(shape, free) -> None:
+    rng = np.random.default_rng(sum(shape) + free)
+    for _ in range(5):
+        cost = rng.integers(0, 6, size=shape).astype(np.float64)
+        assert np.array_equal(dtw_path(cost, free_rows=free), naive_dtw_path(cost, free_rows=free))
+
+
+def test_free_rows_skip_the_pad_instead_of_warping_through_it() -> None:
+    # rows 0-2 and 7-9 are the rendering's silent pad; the recording (columns) starts and ends with speech
+    cost = np.ones((10, 4))
+    for i, j in [(3, 0), (4, 1), (5, 2), (6, 3)]:
+        cost[i, j] = 0.0
+    assert dtw_path(cost, free_rows=3).tolist() == [[3, 0], [4, 1], [5, 2], [6, 3]]
+    assert dtw_path(cost)[0].tolist() == [0, 0] and dtw_path(cost)[-1].tolist() == [9, 3]
+    with pytest.raises(ValueError, match="free_rows"):
+        dtw_path(cost, free_rows=5)
+
+
 def test_dtw_follows_the_cheap_cells() -> None:
     cost = np.ones((4, 6))
     cheap = [(0, 0), (0, 1), (1, 2), (2, 3), (2, 4), (3, 5)]
@@ -156,6 +176,40 @@ def test_dtw_aligner_recovers_word_times_of_another_voice() -> None:
     assert len(errors) > 250
     assert np.median(errors) < 15.0
     assert np.percentile(errors, 90) < 60.0
+
+
+def test_a_clip_cut_at_the_first_word_is_not_placed_a_pad_late() -> None:
+    """No leading silence: the first word starts at 0. Warping through the rendering's 0.25 s pad used to put it
+    about 0.24 s late in such clips."""
+    aligner = DTWAligner(DTWConfig(), sample_rate=SR)
+    target = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+    rng = np.random.default_rng(1)
+    first = []
+    for text in lj_texts(8):
+        speech = target.synthesize(text)
+        cut = int(speech.words[0].start * SR)  # the clip starts at the first word's onset
+        audio = (0.5 * speech.audio[cut:] + 0.003 * rng.standard_normal(len(speech.audio) - cut)).astype(np.float32)
+        words = aligner.align(audio, SR, text)
+        first.append(abs(words[0].start - (speech.words[0].start - cut / SR)))
+    assert max(first) < 0.05, first
+
+
+def test_a_transcript_of_another_recording_is_refused() -> None:
+    aligner = DTWAligner(DTWConfig(), sample_rate=SR)
+    target = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+    texts = lj_texts(8)
+    audio = 0.5 * target.synthesize(texts[0]).audio
+    aligner.align(audio, SR, texts[0])  # its own transcript passes
+    refused = 0
+    for other in texts[1:]:
+        try:
+            aligner.align(audio, SR, other)
+        except TranscriptMismatch as e:
+            refused += 1
+            assert "does not match" in str(e) or "words/s" in str(e)
+    assert refused >= 5, refused  # measured: 6 of 7
+    with pytest.raises(TranscriptMismatch, match=r"299 words on .* of speech"):
+        aligner.align(audio, SR, " ".join(["word"] * 299))
 
 
 def test_make_aligner_never_falls_back_silently(tmp_path) -> None:

@@ -129,6 +129,7 @@ def test_bad_recordings_are_counted_skips(tmp_path: Path, clip, aligner: DTWAlig
         flat("mismatch", "good.flac", n=n, words=given[:-1]),
         flat("invalid", "good.flac", n=n, words=[{**g, "end": g["start"] - 0.1} for g in given]),
         flat("ok-2", "good.flac", n=n, words=given),
+        flat("swapped", "good.flac", text=" ".join(["another"] * 299), n=n),
     ]
     stats = new_stats("m")
     out = list(iter_natural(write_manifest(tmp_path, records), aligner, stats=stats, progress=False))
@@ -137,7 +138,7 @@ def test_bad_recordings_are_counted_skips(tmp_path: Path, clip, aligner: DTWAlig
     expected = {"missing": "audio_missing", "garbage": "audio_unreadable", "zeros": "silent", "quiet": "silent",
                 "rate": "sample_rate_mismatch", "count": "num_samples_mismatch", "dur": "duration_mismatch",
                 "empty": "empty_transcript", "nospeak": "no_speakable_word", "chinese": "non_latin",
-                "mismatch": "alignment_mismatch", "invalid": "alignment_invalid"}
+                "mismatch": "alignment_mismatch", "invalid": "alignment_invalid", "swapped": "transcript_mismatch"}
     assert {s["id"]: s["reason"] for s in stats["skipped_records"]} == expected
     assert sum(stats["skipped"].values()) == len(expected) and stats["skipped"]["silent"] == 2
     assert all(r in SKIP_REASONS for r in stats["skipped"])

@@ -99,6 +99,21 @@ def test_deterministic_across_calls(tts: EspeakTTS) -> None:
     assert first.words == second.words
 
 
+def test_a_voice_with_breath_noise_is_deterministic() -> None:
+    """The second voice (en-us+f3) adds breath noise from espeak-ng's generator, which the library seeds from the
+    clock, and from the C library's rand(): same text, same bytes, in another second and after other draws."""
+    import ctypes
+    import time
+
+    voice = EspeakTTS("en-us+f3")
+    first = voice.synthesize(PROSE)
+    time.sleep(1.1)  # a clock-seeded generator now starts elsewhere
+    ctypes.CDLL(None).srand(12345)  # and the C library's generator is somewhere else too
+    second = EspeakTTS("en-us+f3").synthesize(PROSE)
+    assert first.audio.tobytes() == second.audio.tobytes()
+    assert first.words == second.words
+
+
 def test_thread_safe(tts: EspeakTTS) -> None:
     texts = [TEXTS["prose"], TEXTS["merges"], TEXTS["numbers"], TEXTS["symbols"]]
     serial = [tts.synthesize(t) for t in texts]

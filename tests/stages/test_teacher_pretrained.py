@@ -31,7 +31,7 @@ def test_a_missing_pretrained_lm_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
     write_jsonl(tmp_path / "prepared" / "test.jsonl", [{"id": "t0", "text": "x"}])
-    with pytest.raises(FileNotFoundError, match="huggingface-cli download Qwen/Qwen2.5-3B"):
+    with pytest.raises(FileNotFoundError, match="hf download Qwen/Qwen2.5-3B"):
         train_teacher(paper_like_params("Qwen/Qwen2.5-3B"), tmp_path / "prepared", tmp_path / "teacher",
                       tmp_path / "live", tmp_path / "teacher.json")
     assert not (tmp_path / "teacher").exists()

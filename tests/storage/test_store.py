@@ -10,7 +10,7 @@ import pytest
 
 from salad.speech.encoding import encode_corpus
 from salad.speech.encoders.logmel import LogMelEncoder
-from salad.storage.store import ShardedStore, build_store
+from salad.storage.store import BUILD_COUNTS, ShardedStore, build_store, content_stats
 from salad.speech.synthesis import assign_voices, synthesize_corpus
 from salad.speech.tts import EspeakTTS
 
@@ -89,6 +89,28 @@ def test_a_new_fingerprint_rebuilds_and_stale_shards_are_removed(tmp_path):
     assert sorted(p.name for p in (tmp_path / "s" / "shards").iterdir()) == [
         "00000.done.json", "00000.jsonl", "00000.npy", "00001.done.json", "00001.jsonl", "00001.npy"]
     assert len(ShardedStore(tmp_path / "s")) == 8
+
+
+def test_a_killed_rebuild_of_a_finished_store_leaves_a_store_readers_refuse(tmp_path):
+    build_store(ToyJob(20), tmp_path / "s", "fp1", shard_docs=5)
+    assert len(ShardedStore(tmp_path / "s")) == 20
+    with pytest.raises(RuntimeError, match="killed"):  # new inputs: shard 0 is rewritten, then the kill
+        build_store(ToyJob(20, crash_at=7), tmp_path / "s", "fp2", shard_docs=5)
+    with pytest.raises(FileNotFoundError, match="not finished"):  # never the old index over rewritten shards
+        ShardedStore(tmp_path / "s")
+    build_store(ToyJob(20), tmp_path / "s", "fp2", shard_docs=5)
+    build_store(ToyJob(20), tmp_path / "clean", "fp2", shard_docs=5)
+    assert files(tmp_path / "s") == files(tmp_path / "clean")
+
+
+def test_written_stats_do_not_depend_on_which_shards_were_reused(tmp_path):
+    with pytest.raises(RuntimeError, match="killed"):
+        build_store(ToyJob(20, crash_at=13), tmp_path / "s", "fp", shard_docs=5)
+    resumed = build_store(ToyJob(20), tmp_path / "s", "fp", shard_docs=5)
+    clean = build_store(ToyJob(20), tmp_path / "clean", "fp", shard_docs=5)
+    assert resumed["shards_reused"] == 2 and clean["shards_reused"] == 0
+    assert content_stats({"a": resumed}) == content_stats({"a": clean})
+    assert not set(BUILD_COUNTS) & set(content_stats(resumed))
 
 
 def test_changing_one_document_rebuilds_only_its_shard(tmp_path):

@@ -141,7 +141,7 @@ def require_folder(path: str | Path, hub_id: str, what: str) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{what}: {path} is not a local checkpoint of {hub_id} (no config.json there). Nothing is downloaded at "
-            f"run time; download it once with `huggingface-cli download {hub_id} --local-dir {path}`")
+            f"run time; download it once with `hf download {hub_id} --local-dir {path}`")
     return path
 
 

@@ -79,7 +79,7 @@ class WhisperTranscriber:
         if not (self.path / "config.json").exists():
             raise FileNotFoundError(
                 f"evaluate.asr_model: {self.path} is not a local Whisper checkpoint (no config.json). Download "
-                f"{WHISPER_REPO} once (e.g. `huggingface-cli download {WHISPER_REPO} --local-dir {self.path}`) and "
+                f"{WHISPER_REPO} once (e.g. `hf download {WHISPER_REPO} --local-dir {self.path}`) and "
                 f"set evaluate.asr_model to that folder, or set it to null for the oracle transcript")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32

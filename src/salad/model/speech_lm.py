@@ -20,6 +20,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaModel, PreTrainedModel
 
 from salad.data.batch import Batch
+from salad.model.teacher import check_trained_from
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,13 @@ class SpeechAdaptedLM(nn.Module):
         adapter.load_state_dict(torch.load(model_dir / "adapter.pt", weights_only=True))
         lm = AutoModelForCausalLM.from_pretrained(model_dir / "lm", dtype=torch.float32)
         return cls(lm, adapter)
+
+
+def load_student(model_dir: str | Path, teacher_dir: str | Path) -> SpeechAdaptedLM:
+    """A saved student, after checking that it was trained from the teacher in `teacher_dir`.
+
+    M, F and the accuracies compare a student with its own teacher; another teacher's tokenizer or logits would give
+    numbers that are silently wrong.
+    """
+    check_trained_from(Path(model_dir), Path(teacher_dir))
+    return SpeechAdaptedLM.load(model_dir)

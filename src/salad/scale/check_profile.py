@@ -49,7 +49,7 @@ class Need:
 
 def _hub(repo: str, path: str, files: str | None = None) -> str:
     what = f" {files}" if files else ""
-    return f"huggingface-cli download {repo}{what} --local-dir {path}"
+    return f"hf download {repo}{what} --local-dir {path}"
 
 
 def needs(params: Params) -> list[Need]:
@@ -79,7 +79,7 @@ def needs(params: Params) -> list[Need]:
                         _hub("openai/whisper-large-v3", params.evaluate.asr_model)))
     if params.active.embedder and not params.active.embedder.startswith("gt-"):
         out.append(Need("active.embedder", params.active.embedder,
-                        f"huggingface-cli download {params.active.embedder} (a hub name is read from the local HF "
+                        f"hf download {params.active.embedder} (a hub name is read from the local HF "
                         f"cache; or set active.embedder to a local folder)"))
     if n.manifest:
         out.append(Need("natural.manifest", n.manifest,
@@ -95,7 +95,7 @@ def _qwen2_standin(params: Params, folder: Path, texts: list[str]) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from salad.model.teacher import train_tokenizer
+    from salad.model.teacher import save_tokenizer, train_tokenizer
 
     t = params.teacher
     group = t.num_heads // t.num_kv_heads
@@ -106,7 +106,7 @@ def _qwen2_standin(params: Params, folder: Path, texts: list[str]) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         Qwen2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    save_tokenizer(tokenizer, folder)
     return folder
 
 

@@ -40,7 +40,7 @@ def _packaged_model() -> Path:
 def _missing(name: str, why: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"embedding model {name!r} is not available locally ({why}). Download it on a machine with hub access "
-        f"(`huggingface-cli download {name}`) and copy the Hugging Face cache (~/.cache/huggingface or $HF_HOME) "
+        f"(`hf download {name}`) and copy the Hugging Face cache (~/.cache/huggingface or $HF_HOME) "
         f"here, or pass the folder that holds modules.json, the config and the weights.")
 
 

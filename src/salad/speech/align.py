@@ -39,7 +39,7 @@ from scipy.signal import resample_poly
 from salad.speech.encoders.logmel import mel_filterbank
 from salad.speech.tts import MIN_WORD_SECONDS, EspeakTTS, WordTime, word_weight
 
-__all__ = ["Aligner", "speakable_words", "ctc_viterbi", "CTCAligner", "dtw_path", "naive_dtw_path",
+__all__ = ["Aligner", "TranscriptMismatch", "speakable_words", "ctc_viterbi", "CTCAligner", "dtw_path", "naive_dtw_path",
            "DTWConfig", "DTWAligner", "spectral_features", "pairwise_euclidean", "snap_to_pauses", "finalize_spans",
            "make_aligner"]
 
@@ -294,7 +294,7 @@ def _fill_unaligned(spans: list[tuple[float, float] | None], words: list[str],
 # Dynamic time warping against a TTS rendering.
 
 
-def dtw_path(cost: np.ndarray) -> np.ndarray:
+def dtw_path(cost: np.ndarray, free_rows: int = 0) -> np.ndarray:
     """Minimum-cost monotone path through `cost` [N, M] from (0, 0) to (N-1, M-1) with steps (1,0), (0,1), (1,1).
 
     D[i, j] = cost[i, j] + min(D[i-1, j], D[i-1, j-1], D[i, j-1]). Row i is computed at once: with
@@ -302,6 +302,11 @@ def dtw_path(cost: np.ndarray) -> np.ndarray:
     D[i, j] = min_{k<=j} (B[k] + C[j] - C[k]) = C[j] + cummin(B - C)[j]. Backtracking from (N-1, M-1) prefers the
     diagonal, then the vertical, then the horizontal predecessor on ties. Returns [P, 2] (i, j) pairs.
     Costs must be finite. Memory is N·M float64 (a 10 s clip against its rendering at 10 ms frames: about 8 MB).
+
+    `free_rows`: the first and last `free_rows` rows are optional (the silence padded around a rendering): the path
+    may start at (i, 0) for any i <= free_rows, D[i, 0] = cost[i, 0] there, and end at the row of least D[i, M-1]
+    among the last free_rows + 1 (ties: the last). Without it, a recording that starts at its first word must be
+    warped through the whole pad, and the first word lands up to a pad late.
     """
     c = np.asarray(cost, dtype=np.float64)
     if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] == 0:
@@ -309,22 +314,34 @@ def dtw_path(cost: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(c)):
         raise ValueError("cost must be finite")
     n, m = c.shape
+    free_rows = _check_free_rows(free_rows, n)
     acc = np.empty((n, m), dtype=np.float64)
     acc[0] = np.cumsum(c[0])
     for i in range(1, n):
         prev = acc[i - 1]
         b = c[i].copy()
-        b[0] += prev[0]
+        if i > free_rows:
+            b[0] += prev[0]
         b[1:] += np.minimum(prev[1:], prev[:-1])
         csum = np.cumsum(c[i])
         acc[i] = csum + np.minimum.accumulate(b - csum)
-    return _backtrack(acc)
+    return _backtrack(acc, free_rows)
 
 
-def _backtrack(acc: np.ndarray) -> np.ndarray:
-    i, j = acc.shape[0] - 1, acc.shape[1] - 1
+def _check_free_rows(free_rows: int, n: int) -> int:
+    if not isinstance(free_rows, (int, np.integer)) or free_rows < 0 or 2 * free_rows >= n:
+        raise ValueError(f"free_rows must be an integer in [0, {(n - 1) // 2}] for {n} rows, got {free_rows!r}")
+    return int(free_rows)
+
+
+def _backtrack(acc: np.ndarray, free_rows: int = 0) -> np.ndarray:
+    n, m = acc.shape
+    last = acc[n - 1 - free_rows:, m - 1]
+    i, j = n - 1 - free_rows + int(len(last) - 1 - np.argmin(last[::-1])), m - 1
     path = [(i, j)]
     while i > 0 or j > 0:
+        if j == 0 and i <= free_rows:
+            break  # a free start
         if i == 0:
             j -= 1
         elif j == 0:
@@ -341,20 +358,21 @@ def _backtrack(acc: np.ndarray) -> np.ndarray:
     return np.array(path[::-1], dtype=np.int64)
 
 
-def naive_dtw_path(cost: np.ndarray) -> np.ndarray:
+def naive_dtw_path(cost: np.ndarray, free_rows: int = 0) -> np.ndarray:
     """The textbook double loop for `dtw_path` (same recurrence and tie rule): the reference for tests and speed."""
     c = np.asarray(cost, dtype=np.float64)
     n, m = c.shape
+    free_rows = _check_free_rows(free_rows, n)
     acc = np.full((n, m), np.inf)
     for i in range(n):
         for j in range(m):
-            if i == 0 and j == 0:
+            if j == 0 and i <= free_rows:
                 best = 0.0
             else:
                 best = min(acc[i - 1, j - 1] if i and j else np.inf, acc[i - 1, j] if i else np.inf,
                            acc[i, j - 1] if j else np.inf)
             acc[i, j] = c[i, j] + best
-    return _backtrack(acc)
+    return _backtrack(acc, free_rows)
 
 
 HOP_SECONDS = 0.010
@@ -408,7 +426,9 @@ class DTWConfig:
     part), clipped to espeak's 80-450 wpm: a rendering of similar tempo needs less warping."""
     pad_seconds: float = 0.25
     """Silence added at both ends of the rendering, so that the recording's leading and trailing silence has
-    silence to match instead of stretching the first and last word."""
+    silence to match instead of stretching the first and last word. The pad is optional to the warping path
+    (`dtw_path(free_rows=...)`): a recording with no leading silence is not warped through it (which placed the
+    first word of such clips about `pad_seconds` late)."""
     n_mels: int = 40
     n_mfcc: int = 20
     dither: float = 1e-4
@@ -417,6 +437,17 @@ class DTWConfig:
     snap_pauses: bool = True
     """Move word boundaries into the recording's pauses (see `snap_to_pauses`): a natural speaker pauses where the
     rendering does not (no comma), and DTW then leaves the pause inside a neighbouring word."""
+    max_cost_ratio: float = 0.96
+    """A transcript is refused when the warping path's mean cost is not clearly below that of warping the recording
+    against the same rendering played backwards (same voice, spectra and length, wrong order): the ratio of the two
+    must not exceed this. Measured (`benchmarks/dtw_alignment.py --lj`): the 16 LJ recordings with their own
+    transcripts 0.884-0.958, with another recording's 0.941-1.040; espeak clips mixed with real room noise 0.57-1.07
+    with their own (the ones above 0.96 are alignments that failed, median word error 134-393 ms), 0.91-1.05 with
+    another's. Chosen on those same clips: a small sample, so a stricter value may refuse good recordings."""
+    min_words_per_second: float = 0.8
+    max_words_per_second: float = 6.0
+    """Words per second of speech (between the first and last loud frame) outside this range cannot be the
+    recording's transcript (read speech runs at 2-4 words per second; 299 words on 7 s is another text)."""
     pause_db: float = -35.0
     """A 10 ms frame this many dB below the recording's loudest frame is silent (for `snap_to_pauses`)."""
     min_pause_s: float = 0.15
@@ -429,10 +460,17 @@ class DTWConfig:
             raise ValueError(f"DTWConfig.rate: espeak-ng accepts 80-450 words per minute, got {self.rate!r}")
         if self.pad_seconds < 0 or self.dither < 0:
             raise ValueError("DTWConfig.pad_seconds and dither must be >= 0")
+        if not self.max_cost_ratio > 0 or not 0 <= self.min_words_per_second < self.max_words_per_second:
+            raise ValueError("DTWConfig.max_cost_ratio must be > 0 and 0 <= min_words_per_second < "
+                             "max_words_per_second")
         if self.pause_db >= 0 or self.min_pause_s <= 0 or self.snap_reach_s < 0:
             raise ValueError("DTWConfig.pause_db must be < 0, min_pause_s > 0 and snap_reach_s >= 0")
         if not 1 <= self.n_mfcc <= self.n_mels:
             raise ValueError(f"DTWConfig.n_mfcc must be in [1, n_mels={self.n_mels}], got {self.n_mfcc}")
+
+
+class TranscriptMismatch(ValueError):
+    """The transcript cannot be what the recording says (the aligner's own cost or the speaking rate says so)."""
 
 
 class DTWAligner:
@@ -477,16 +515,34 @@ class DTWAligner:
         return speech
 
     def align(self, audio: np.ndarray, sample_rate: int, text: str) -> list[WordTime]:
+        """Word times of `text` in `audio`; `TranscriptMismatch` when the text cannot be what the audio says."""
         if sample_rate != self.sample_rate:
             raise ValueError(f"audio is {sample_rate} Hz; this aligner works at {self.sample_rate} Hz")
         audio = np.asarray(audio, dtype=np.float32)
         duration = len(audio) / sample_rate
-        speech = self.render(text, _speech_extent(audio, sample_rate))
-        pad = np.zeros(int(round(self.config.pad_seconds * sample_rate)), dtype=np.float32)
+        speech_seconds = _speech_extent(audio, sample_rate)
+        cfg = self.config
+        rate = len(speakable_words(text)) / max(speech_seconds, HOP_SECONDS)
+        if not cfg.min_words_per_second <= rate <= cfg.max_words_per_second:
+            raise TranscriptMismatch(f"{len(speakable_words(text))} words on {speech_seconds:.2f} s of speech "
+                                     f"({rate:.1f} words/s, outside [{cfg.min_words_per_second}, "
+                                     f"{cfg.max_words_per_second}])")
+        speech = self.render(text, speech_seconds)
+        pad = np.zeros(int(round(cfg.pad_seconds * sample_rate)), dtype=np.float32)
         ref = np.concatenate([pad, speech.audio, pad])
-        ref_feats = spectral_features(self._dither(ref, 1), sample_rate, self.config.n_mels, self.config.n_mfcc)
-        rec_feats = spectral_features(self._dither(audio, 2), sample_rate, self.config.n_mels, self.config.n_mfcc)
-        path = dtw_path(pairwise_euclidean(ref_feats, rec_feats))
+        ref_feats = spectral_features(self._dither(ref, 1), sample_rate, cfg.n_mels, cfg.n_mfcc)
+        rec_feats = spectral_features(self._dither(audio, 2), sample_rate, cfg.n_mels, cfg.n_mfcc)
+        cost = pairwise_euclidean(ref_feats, rec_feats)
+        free = min(int(round(cfg.pad_seconds / HOP_SECONDS)), (len(ref_feats) - 1) // 2)
+        path = dtw_path(cost, free_rows=free)
+        backwards = cost[::-1]
+        backwards_path = dtw_path(backwards, free_rows=free)
+        ratio = float(cost[path[:, 0], path[:, 1]].mean()
+                      / backwards[backwards_path[:, 0], backwards_path[:, 1]].mean())
+        if ratio > cfg.max_cost_ratio:
+            raise TranscriptMismatch(f"the transcript does not match the recording, or the alignment failed: the "
+                                     f"warping costs {ratio:.3f} of warping against the rendering played backwards "
+                                     f"(> max_cost_ratio {cfg.max_cost_ratio})")
         n_ref = len(ref_feats)
         first_rec = np.full(n_ref, np.iinfo(np.int64).max)
         last_rec = np.full(n_ref, -1)

@@ -105,7 +105,7 @@ _DIGEST_BLOCK = 4 << 20
 
 _LOCK = threading.Lock()
 
-_DOWNLOAD = (f"download it once from the Hugging Face repo {KOKORO_REPO}, e.g. `huggingface-cli download "
+_DOWNLOAD = (f"download it once from the Hugging Face repo {KOKORO_REPO}, e.g. `hf download "
              f"{KOKORO_REPO} kokoro-v1_0.pth config.json voices/af_heart.pt --local-dir models/kokoro`")
 _SPACY_HOW = (f"install the spaCy package {SPACY_PACKAGE} once (`pip install https://github.com/explosion/spacy-models/"
               f"releases/download/{SPACY_PACKAGE}-3.8.0/{SPACY_PACKAGE}-3.8.0-py3-none-any.whl`; it is not on PyPI) "

@@ -60,7 +60,7 @@ from typing import Iterator
 import numpy as np
 from scipy.signal import resample_poly
 
-from salad.speech.align import Aligner, DTWConfig, finalize_spans, make_aligner, speakable_words
+from salad.speech.align import Aligner, DTWConfig, TranscriptMismatch, finalize_spans, make_aligner, speakable_words
 from salad.speech.tts import is_latin_or_digit
 
 __all__ = ["NaturalEntry", "NaturalChecks", "RecordSkipped", "SKIP_REASONS", "read_manifest", "load_utterance",
@@ -83,6 +83,8 @@ SKIP_REASONS = {
     "alignment_invalid": "the manifest's word times are not finite, inverted, or outside the audio",
     "no_alignment": "neither the manifest nor an aligner gives word times",
     "alignment_failed": "the aligner could not align the transcript to the audio",
+    "transcript_mismatch": "the aligner's own cost (or the speaking rate) says the transcript is not what the "
+                           "recording says, or the alignment failed",
 }
 
 
@@ -362,6 +364,8 @@ def process_entry(entry: NaturalEntry, aligner: Aligner | None, sample_rate: int
     else:
         try:
             words = aligner.align(audio, sample_rate, entry.text)
+        except TranscriptMismatch as e:
+            raise RecordSkipped(entry.id, "transcript_mismatch", str(e)) from None
         except ValueError as e:
             raise RecordSkipped(entry.id, "alignment_failed", str(e)) from None
         source = aligner.name

@@ -201,6 +201,17 @@ def _library_copy() -> str:
     return _private_library
 
 
+_NOISE_SEED = 1
+
+
+def _libc() -> ctypes.CDLL:
+    """The C library this process (and so libespeak-ng) links: its rand() state is the one espeak-ng draws from."""
+    libc = ctypes.CDLL(None)
+    libc.srand.argtypes = [ctypes.c_uint]
+    libc.srand.restype = None
+    return libc
+
+
 def _data_path() -> bytes:
     import espeakng_loader
 
@@ -240,6 +251,13 @@ class _Session:
                 raise RuntimeError(f"espeak_Initialize returned {rate_hz}, expected sample rate {ESPEAK_SAMPLE_RATE} "
                                    f"(data path {_data_path().decode(errors='replace')})")
             lib.espeak_SetSynthCallback(_CALLBACK)
+            # Voices with breath noise (e.g. the +f3 variant) draw from espeak-ng's own generator, which
+            # espeak_Initialize seeds from the clock, and from the C library's rand(): both are seeded here, so an
+            # utterance depends only on its text, voice and rate.
+            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+            lib.espeak_ng_SetRandSeed.restype = None
+            lib.espeak_ng_SetRandSeed(_NOISE_SEED)
+            _libc().srand(_NOISE_SEED)
             if lib.espeak_SetVoiceByName(self.voice.encode()) != _EE_OK:
                 raise ValueError(f"espeak-ng has no voice {self.voice!r}")
             if lib.espeak_SetParameter(_espeakRATE, self.rate, 0) != _EE_OK:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer
 
 from salad.config import Params
 from salad.data.documents import load_aligned
-from salad.model.speech_lm import SpeechAdaptedLM
-from salad.model.teacher import load_teacher
+from salad.model.speech_lm import load_student
+from salad.model.teacher import load_teacher, load_tokenizer
 from salad.selection.budget import audio_seconds, budget_prefix, seconds_per_word
 from salad.selection.clustering import balanced_kmeans, nearest_centroid
 from salad.selection.embed import embed_texts, load_embedder
@@ -117,9 +116,9 @@ def misalignment_stage(params: Params, teacher_dir: Path, model_dir: Path, clust
     seeded span layouts, with the standard error over layouts."""
     cfg = params.active
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir)
-    model = SpeechAdaptedLM.load(model_dir).eval()
+    model = load_student(model_dir, teacher_dir).eval()
     cluster_of = {r["id"]: r["cluster"] for r in read_jsonl(Path(clusters) / "probes.jsonl")}
     docs = load_aligned(Path(probes) / "speech", Path(probes) / "features", tokenizer)
     missing = sorted(set(range(cfg.clusters)) - {cluster_of[d.id] for d in docs})

@@ -11,15 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 
 from salad.config import Params
 from salad.data.documents import FeatureReader
 from salad.evaluation.benchmarks import (HEADLINE, VOICE2, benchmark_gaps, best_formats, contexts_of, eval_plan,
                                          measured_frames_per_char, score_items, speech_window, summarize)
 from salad.evaluation.cascade import Cascade, make_transcriber
-from salad.model.speech_lm import SpeechAdaptedLM
-from salad.model.teacher import load_teacher
+from salad.model.speech_lm import load_student
+from salad.model.teacher import load_teacher, load_tokenizer
 from salad.storage.atomic import write_json, write_jsonl
 
 
@@ -37,9 +36,9 @@ def evaluate(params: Params, teacher_dir: Path, model_dir: Path, root: Path, fea
     features, out = Path(features), Path(out)
     speech = Path(speech) if speech is not None else features.parent / "speech"
     items, shots = eval_plan(params, root)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir)
-    student = SpeechAdaptedLM.load(model_dir).eval()
+    student = load_student(model_dir, teacher_dir).eval()
     cascade = Cascade(teacher, make_transcriber(cfg.asr_model), speech / "eval")
     runs = [("teacher", "text", teacher), ("student", "text", student.lm), ("student", "speech", student),
             ("cascade", "speech", cascade)]

@@ -31,14 +31,13 @@ import dataclasses
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer
 
 from salad.config import Params
 from salad.data.documents import FeatureReader, load_aligned
 from salad.evaluation.benchmarks import HEADLINE, eval_items, first_items, score_items, summarize
 from salad.evaluation.measures import measure_model
-from salad.model.speech_lm import SpeechAdaptedLM
-from salad.model.teacher import load_teacher
+from salad.model.speech_lm import load_student
+from salad.model.teacher import load_teacher, load_tokenizer
 from salad.stages.train import train
 from salad.storage.atomic import write_json, write_jsonl
 
@@ -87,13 +86,14 @@ def measure_cell(params: Params, alpha: float, data: str, teacher_dir: Path, mod
     its shuffled-speech controls)."""
     _check_data(params, data)
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir)
     docs = load_aligned(speech / "test", features / "test", tokenizer)
     models = {}
     for budget, path in cell_models(params, model_dir).items():
         # M and F are the grid's quantities; the shuffled-speech controls (twice the cost) are the main run's
-        models[str(budget)] = measure_model(params, teacher, SpeechAdaptedLM.load(path).eval(), docs, controls=False)
+        student = load_student(path, teacher_dir).eval()
+        models[str(budget)] = measure_model(params, teacher, student, docs, controls=False)
     metrics = {"alpha": float(alpha), "data": data, "models": models}
     write_json(metrics_path, metrics)
     return metrics
@@ -106,12 +106,12 @@ def evaluate_cell(params: Params, alpha: float, data: str, teacher_dir: Path, mo
     (the teacher's text accuracy, the reference of the gaps, is the `evaluate` stage's)."""
     _check_data(params, data)
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     items = first_items(eval_items(params, root), params.grid.eval_items)
     feat_by_id = FeatureReader(features / "eval")
     results, records = {}, {}
     for budget, path in cell_models(params, model_dir).items():
-        model = SpeechAdaptedLM.load(path).eval()
+        model = load_student(path, teacher_dir).eval()
         runs = [("student", "text", model.lm), ("student", "speech", model)]
         recs = score_items(items, tokenizer, runs, feat_by_id, desc=f"evaluate {data} α={alpha} {budget}")["student"]
         records[budget] = recs

@@ -22,7 +22,8 @@ from salad.config import Params
 from salad.speech.align import DTWConfig
 from salad.speech.natural import NaturalChecks, NaturalJob, read_manifest
 from salad.storage.atomic import write_json
-from salad.storage.store import ShardedStore, build_store, code_digest, distributed_rank, fingerprint
+from salad.storage.store import (ShardedStore, build_store, code_digest, content_stats, distributed_rank,
+                                 fingerprint)
 
 __all__ = ["ingest"]
 
@@ -65,5 +66,5 @@ def ingest(params: Params, root: Path, out: Path) -> dict:
     stats.update(recordings=len(entries), skipped_by_reason=reasons, aligned_by=aligned_by,
                  hours=round(sum(r["num_samples"] / r["sample_rate"] for r in records) / 3600, 4),
                  words=sum(len(r["words"]) for r in records))
-    write_json(out / "stats.json", stats)
+    write_json(out / "stats.json", content_stats(stats))
     return stats

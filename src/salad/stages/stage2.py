@@ -22,14 +22,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from transformers import AutoTokenizer
 
 from salad.config import Params, checked_stage2_cell_name, stage2_cell_name
 from salad.data.documents import FeatureReader, TextDocs, load_aligned, text_mix_file
 from salad.evaluation.benchmarks import HEADLINE, eval_items, first_items, score_items, summarize
 from salad.evaluation.measures import measure_model
-from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
-from salad.model.teacher import load_teacher
+from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM, load_student
+from salad.model.teacher import load_teacher, load_tokenizer
 from salad.selection.budget import active_ids
 from salad.storage.atomic import atomic_dir, write_json, write_jsonl
 from salad.training.checkpoint import read_checkpoint, restore_checkpoint, resume, tail_mean
@@ -59,7 +58,7 @@ def train_stage2(params: Params, tokens: int, teacher_dir: Path, stage1_dir: Pat
     if not resume_from.exists():
         raise FileNotFoundError(f"{resume_from} is missing: Stage II resumes from Stage I's last pre-decay "
                                 f"checkpoint, which `salad train` keeps in its model directory")
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir, place.device)
     speech_docs = load_aligned(speech / "speech", features / "speech", tokenizer)
     active_docs = load_aligned(active_speech, active_features, tokenizer)
@@ -109,8 +108,7 @@ def train_stage2(params: Params, tokens: int, teacher_dir: Path, stage1_dir: Pat
     if place.main:
         print(f"Stage II trained in {time.time() - t0:.1f} s", file=sys.stderr)
         with atomic_dir(out) as tmp:
-            save_model(model, weights, tmp)
-            tokenizer.save_pretrained(tmp / "lm")
+            save_model(model, weights, tmp, teacher_dir)
         write_json(metrics_path, metrics)
         ckpt_path.unlink(missing_ok=True)
     if place.world_size > 1:
@@ -143,10 +141,10 @@ def measure_cell(params: Params, gamma: float, budget: float, teacher_dir: Path,
     """M and F of a Stage II model on the `measure` stage's test documents and layouts (without its controls)."""
     checked_stage2_cell_name(params, gamma, budget)
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     docs = load_aligned(Path(speech) / "test", Path(features) / "test", tokenizer)
     metrics = {"gamma": gamma, "budget": budget,
-               **measure_model(params, load_teacher(teacher_dir), SpeechAdaptedLM.load(model_dir).eval(), docs,
+               **measure_model(params, load_teacher(teacher_dir), load_student(model_dir, teacher_dir).eval(), docs,
                                controls=False)}
     write_json(metrics_path, metrics)
     return metrics
@@ -158,9 +156,9 @@ def evaluate_cell(params: Params, gamma: float, budget: float, teacher_dir: Path
     """A Stage II model in text and speech mode on the first active.eval_items items of every task and format."""
     checked_stage2_cell_name(params, gamma, budget)
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     items = first_items(eval_items(params, root), params.active.eval_items)
-    model = SpeechAdaptedLM.load(model_dir).eval()
+    model = load_student(model_dir, teacher_dir).eval()
     records = score_items(items, tokenizer, [("student", "text", model.lm), ("student", "speech", model)],
                           FeatureReader(Path(features) / "eval"), desc=f"evaluate Stage II γ={gamma} {budget}")
     write_jsonl(out, records["student"])
@@ -182,11 +180,11 @@ def mmsu_stage(params: Params, teacher_dir: Path, model_dir: Path, root: Path, f
         raise ValueError(f"{model_dir} is not the Stage II model of γ = active.gamma, budget = active.budget "
                          f"(expected data/stage2/{expected}/model)")
     torch.manual_seed(params.seed)
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     items = [it for it in eval_items(params, root) if it[1].task == "mmsu"]
     if not items:
         raise ValueError("the evaluate stage scores no MMSU items (evaluate.tasks has no mmsu)")
-    model = SpeechAdaptedLM.load(model_dir).eval()
+    model = load_student(model_dir, teacher_dir).eval()
     records = score_items(items, tokenizer, [("student", "speech", model)], FeatureReader(Path(features) / "eval"),
                           desc=f"MMSU, Stage II γ={params.active.gamma} {params.active.budget}")["student"]
     write_jsonl(out, records)

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from salad.config import Params
-from salad.model.teacher import (build_model, load_pretrained, perplexity, token_stream, train_tokenizer,
-                                 unigram_perplexity)
+from salad.model.teacher import (build_model, load_pretrained, perplexity, save_tokenizer, token_stream,
+                                 train_tokenizer, unigram_perplexity)
 from salad.storage.atomic import atomic_dir, read_jsonl, write_json
 from salad.training.live import live_logger
 from salad.training.pretrain import pretrain_teacher
@@ -37,7 +37,7 @@ def adopt_pretrained(params: Params, prepared: Path, out: Path, live_dir: Path, 
     with live_logger(live_dir) as live:  # no training curve: the declared output still exists
         live.log_metric("test/perplexity", metrics["test_perplexity"])
     with atomic_dir(out) as tmp:
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         model.save_pretrained(tmp)
     write_json(metrics_path, metrics)
     return metrics
@@ -73,7 +73,7 @@ def train_teacher(params: Params, prepared: Path, out: Path, live_dir: Path, met
     }
     print(f"teacher trained in {time.time() - t0:.1f} s", file=sys.stderr)
     with atomic_dir(out) as tmp:
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         model.save_pretrained(tmp)
     write_json(metrics_path, metrics)
     return metrics

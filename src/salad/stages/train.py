@@ -26,12 +26,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from transformers import AutoTokenizer
 
 from salad.config import Params
 from salad.data.documents import TextDocs, load_aligned, text_mix_file
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
-from salad.model.teacher import load_teacher
+from salad.model.teacher import load_teacher, load_tokenizer
 from salad.storage.atomic import atomic_dir, write_json
 from salad.training.checkpoint import read_checkpoint, restore_checkpoint, resume, tail_mean
 from salad.training.fsdp import shard_for_training
@@ -54,7 +53,7 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     place = init_distributed()
     torch.manual_seed(params.seed)
     t0 = time.time()
-    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    tokenizer = load_tokenizer(teacher_dir)
     teacher = load_teacher(teacher_dir, place.device)
     speech_docs = load_aligned(speech / corpus, features / corpus, tokenizer)
     text_docs = TextDocs(text_mix_file(params, prepared), tokenizer, cfg.max_len)
@@ -131,11 +130,9 @@ def train(params: Params, teacher_dir: Path, prepared: Path, speech: Path, featu
     if place.main:
         print(f"trained in {time.time() - t0:.1f} s", file=sys.stderr)
         with atomic_dir(out) as tmp:
-            save_model(model, main_state, tmp)
-            tokenizer.save_pretrained(tmp / "lm")
+            save_model(model, main_state, tmp, teacher_dir)
             for budget, weights in budget_models.items():
-                save_model(model, weights, tmp / "budgets" / str(budget))
-                tokenizer.save_pretrained(tmp / "budgets" / str(budget) / "lm")
+                save_model(model, weights, tmp / "budgets" / str(budget), teacher_dir)
             # Stage II resumes from here: the main run's state before its decay (model, optimizer, data position).
             os.replace(checkpoints / "pre_decay.pt", tmp / "pre_decay.pt")
         write_json(metrics_path, metrics)

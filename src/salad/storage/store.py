@@ -138,6 +138,8 @@ def build_store(job: ShardJob, out: str | Path, job_fingerprint: str, *, shard_d
 
     Returns the build's stats (documents, rows, skipped: [{id, reason}], shards built now / reused), or None on a
     rank that finished its shards before the others (the last rank to finish writes the index and returns stats).
+    The index is removed before any shard is touched and written again last, so a build that is killed leaves a
+    store that readers refuse (`ShardedStore` needs the index), never old offsets into rewritten shards.
     """
     if shard_docs < 1 or workers < 1:
         raise ValueError(f"shard_docs and workers must be positive, got {shard_docs} and {workers}")
@@ -149,6 +151,7 @@ def build_store(job: ShardJob, out: str | Path, job_fingerprint: str, *, shard_d
     todo = [k for k in mine if not _is_done(out, k, shard_fps[k])]
     (out / "shards").mkdir(parents=True, exist_ok=True)
     if rank == 0:
+        (out / "index.jsonl").unlink(missing_ok=True)
         _remove_stale(out, len(plan))
 
     with tqdm(total=sum(plan[k][1] - plan[k][0] for k in todo), desc=desc, unit="doc", mininterval=5,
@@ -173,7 +176,9 @@ def build_store(job: ShardJob, out: str | Path, job_fingerprint: str, *, shard_d
         print(f"{desc}: rank {rank} finished its {len(mine)} shard(s); the last rank to finish writes the index",
               file=sys.stderr)
         return None
-    return _write_index(out, len(plan), built=len(todo))
+    stats = _write_index(out, len(plan), built=len(todo))
+    print(f"{desc}: {stats['shards_built']} shard(s) built, {stats['shards_reused']} reused", file=sys.stderr)
+    return stats
 
 
 def _share_cores(threads: int) -> None:
@@ -241,6 +246,16 @@ class ShardedStore:
         for k in sorted({r["shard"] for r in self.records}):
             h.update(_shard_path(self.path, k, "done.json").read_bytes())
         return h.hexdigest()[:20]
+
+
+# How a build went (which shards were rebuilt or reused), not what the store holds: kept out of written stats, so that
+# an output's bytes do not depend on whether an earlier run was interrupted.
+BUILD_COUNTS = ("shards_built", "shards_reused")
+
+
+def content_stats(stats: dict) -> dict:
+    """`stats` of one store, or of several by name, without the build counts (what a stage writes to stats.json)."""
+    return {k: content_stats(v) if isinstance(v, dict) else v for k, v in stats.items() if k not in BUILD_COUNTS}
 
 
 def code_digest(*modules, backend: object | None = None) -> str:

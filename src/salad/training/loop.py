@@ -39,6 +39,7 @@ from tqdm import tqdm
 from salad.config import Params, TrainConfig
 from salad.data.batch import Batch
 from salad.model.speech_lm import SpeechAdaptedLM
+from salad.model.teacher import copy_tokenizer, record_teacher
 from salad.storage.atomic import save_torch
 from salad.training.checkpoint import checkpoint_state
 from salad.training.fsdp import full_state, is_sharded, settle_gradients, unsharded_copy
@@ -213,13 +214,16 @@ def snapshot(model, place: Dist) -> dict | None:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def save_model(model, weights: dict, out_dir: Path) -> None:
-    """`model` with `weights` (a snapshot) saved to `out_dir`; a sharded model through an unsharded copy."""
+def save_model(model, weights: dict, out_dir: Path, teacher_dir: Path) -> None:
+    """`model` with `weights` (a snapshot) saved to `out_dir` (a sharded model through an unsharded copy), with the
+    teacher's tokenizer files copied byte for byte into its lm/ and the teacher's identity recorded."""
     if is_sharded(model):
         model = unsharded_copy(model, weights)
     else:
         model.load_state_dict(weights)
     model.save(out_dir)
+    copy_tokenizer(teacher_dir, out_dir / "lm")
+    record_teacher(teacher_dir, out_dir)
 
 
 # ---------------------------------------------------------------------------------------------------------------

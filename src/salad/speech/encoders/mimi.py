@@ -77,7 +77,7 @@ class MimiEncoder:
         if not weights.is_file():
             raise FileNotFoundError(
                 f"Mimi weights not found at {weights}. Download {MIMI_WEIGHTS_FILE} once from the Hugging Face repo "
-                f"{MIMI_HUB_REPO} (e.g. `huggingface-cli download {MIMI_HUB_REPO} {MIMI_WEIGHTS_FILE} --local-dir "
+                f"{MIMI_HUB_REPO} (e.g. `hf download {MIMI_HUB_REPO} {MIMI_WEIGHTS_FILE} --local-dir "
                 f"weights/`) and set encode.mimi_weights in the params file to its path.")
         if int(num_codebooks) != num_codebooks or not 1 <= num_codebooks <= MAX_CODEBOOKS:
             raise ValueError(f"num_codebooks must be an integer in [1, {MAX_CODEBOOKS}], got {num_codebooks!r}")
