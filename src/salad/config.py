@@ -8,6 +8,8 @@ with the offending key named.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,24 +36,73 @@ def _positive(config, section: str, *names: str) -> None:
         _check(getattr(config, name) > 0, f"{section}.{name}", "must be positive")
 
 
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """`value` checked against the type `hint` of its field, with the only conversions YAML needs: an int or a
+    numeric string ("1e-3", which YAML 1.1 reads as a string) where a float is declared, a list where a tuple is.
+
+    A bool is not a number here (YAML's `yes`/`true` in an int field is a typo, not 1), a string is not a list (it
+    would iterate into characters), and a float must be finite.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _typed(value, option, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in args).replace("NoneType", "null")
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_typed(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint in (bool, str):
+        if not isinstance(value, hint):
+            raise ConfigError(f"{where}: expected {'true or false' if hint is bool else 'a string'}, got {value!r}")
+        return value
+    return value
+
+
 def build(cls, values: dict | None, where: str):
-    """Construct dataclass `cls` from `values`, rejecting unknown keys and coercing ints to floats where declared."""
-    values = dict(values or {})
+    """Construct dataclass `cls` from `values` (a mapping), rejecting unknown keys and values of the wrong type."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {values!r}")
+    values = dict(values)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     _check(not unknown, where, f"unknown key(s) {unknown}; allowed: {sorted(names)}")
     for key, value in list(values.items()):
-        hint = hints[key]
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)
-        elif hint is float and isinstance(value, str):
-            try:  # YAML 1.1 reads "1e-3" as a string
-                values[key] = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}") from None
-        elif hint in (int, float, bool, str) and not isinstance(values[key], hint):
-            raise ConfigError(f"{where}.{key}: expected {hint.__name__}, got {value!r}")
+        values[key] = _typed(value, hints[key], f"{where}.{key}")
     try:
         return cls(**values)
     except TypeError as e:
@@ -140,6 +191,8 @@ class TeacherConfig:
         _check(self.num_heads % self.num_kv_heads == 0, f"{w}.num_heads", "must be divisible by num_kv_heads")
         _check(self.vocab_size >= 512, f"{w}.vocab_size", "must be at least 512 (256 bytes + merges + specials)")
         _check(self.lr > 0, f"{w}.lr", "must be positive")
+        _check(self.weight_decay >= 0, f"{w}.weight_decay", "must be 0 or positive")
+        _check(self.warmup_steps >= 0, f"{w}.warmup_steps", "must be 0 or positive")
         _check(0 < self.decay_fraction <= 1, f"{w}.decay_fraction", "must be in (0, 1]")
 
 
@@ -178,6 +231,9 @@ class SynthesizeConfig:
     """Processes that synthesize shards in parallel (torchrun ranks multiply this across machines)."""
     shard_docs: int = 256
     """Documents per shard: the unit of parallel work and of resumption after a kill."""
+    max_skip_fraction: float = 0.01
+    """The stage fails (with the counts and reasons) when more than this share of a corpus's documents is skipped, or
+    when a corpus with input has no usable document: a skip is a record the synthesizer rejects (counted in stats.json), never a configuration error."""
 
     def __post_init__(self):
         w = "synthesize"
@@ -190,6 +246,7 @@ class SynthesizeConfig:
         _check(self.sample_rate == 24000, f"{w}.sample_rate", "the encoders expect 24000 Hz")
         _positive(self, w, "workers", "shard_docs")
         _check(self.broad_docs >= 0, f"{w}.broad_docs", "must be 0 or positive")
+        _check(0 <= self.max_skip_fraction <= 1, f"{w}.max_skip_fraction", "must be in [0, 1]")
         _check(self.tts in ("espeak", "kokoro"), f"{w}.tts", f"unknown synthesizer {self.tts!r}; known: espeak, kokoro")
         for key in ("kokoro_model", "kokoro_config", "kokoro_voice", "kokoro_spacy_model"):
             value = getattr(self, key)
@@ -209,7 +266,12 @@ class NaturalConfig:
     scale), resampled to 24 kHz and word-timed from the manifest, a CTC aligner, or DTW against a TTS rendering."""
 
     manifest: str = "data/raw/speech/ljspeech_sample_manifest.jsonl.gz"
-    """JSONL(.gz) manifest, flat (LJ/Emilia-like) or lhotse cuts; the accepted schemas are in salad.speech.natural."""
+    """JSONL(.gz) manifest, flat (LJ/Emilia-like) or lhotse cuts; the accepted schemas are in salad.speech.natural.
+    Relative to the repository root."""
+    audio_root: str | None = None
+    """Folder that the manifest's relative audio paths resolve against, relative to the repository root (absolute
+    paths are used as they are). null: the manifest's own folder, the convention of manifests shipped beside their
+    audio (the shipped LJ sample: data/raw/speech/ljspeech_sample/...)."""
     aligner: str = "auto"
     """'auto' (ctc if ctc_model else dtw), 'ctc', 'dtw', or 'manifest' (only records with given alignments)."""
     ctc_model: str | None = None
@@ -223,6 +285,9 @@ class NaturalConfig:
     """Longer utterances are skipped and counted (DTW memory grows with the square of the duration)."""
     workers: int = 2
     shard_docs: int = 256
+    max_skip_fraction: float = 0.25
+    """The stage fails (with the counts and reasons) when more than this share of a manifest's recordings is skipped, or
+    when none is usable: a skip is a record the natural-speech checks or the aligner rejects (counted in stats.json), never a configuration error."""
 
     def __post_init__(self):
         w = "natural"
@@ -230,6 +295,11 @@ class NaturalConfig:
                f"unknown aligner {self.aligner!r}; known: auto, ctc, dtw, manifest")
         _check(self.aligner != "ctc" or bool(self.ctc_model), f"{w}.ctc_model", "required for aligner 'ctc'")
         _check(80 <= self.dtw_rate <= 450, f"{w}.dtw_rate", "espeak-ng accepts 80-450 words per minute")
+        _check(0 <= self.max_skip_fraction <= 1, f"{w}.max_skip_fraction", "must be in [0, 1]")
+        _check(self.audio_root is None or (isinstance(self.audio_root, str) and self.audio_root.strip() != ""),
+               f"{w}.audio_root", f"expected a folder path or null, got {self.audio_root!r}")
+        _check(self.min_peak_dbfs <= 0, f"{w}.min_peak_dbfs",
+               f"is a level in dB relative to full scale, so at most 0, got {self.min_peak_dbfs!r}")
         _positive(self, w, "max_duration_s", "workers", "shard_docs")
 
 
@@ -254,8 +324,12 @@ class EncodeConfig:
     """Processes that encode shards in parallel (torchrun ranks multiply this across machines)."""
     shard_docs: int = 256
     """Documents per shard: the unit of parallel work and of resumption after a kill."""
+    max_skip_fraction: float = 0.01
+    """The stage fails (with the counts and reasons) when more than this share of a corpus's documents is skipped, or
+    when a corpus with input has no usable document: a skip is a record the encoder rejects (counted in stats.json), never a configuration error."""
 
     def __post_init__(self):
+        _check(0 <= self.max_skip_fraction <= 1, "encode.max_skip_fraction", "must be in [0, 1]")
         _check(self.encoder in ("logmel", "mimi"), "encode.encoder",
                f"unknown encoder {self.encoder!r}; known: ['logmel', 'mimi']")
         _positive(self, "encode", "n_mels", "mimi_batch_size", "workers", "shard_docs")
@@ -331,6 +405,10 @@ class TrainConfig:
     def __post_init__(self):
         w = "train"
         _check(self.checkpoint_every >= 0, f"{w}.checkpoint_every", "must be 0 (off) or positive")
+        _check(self.lr_adapter > 0, f"{w}.lr_adapter", "must be positive")
+        _check(self.lr_lm >= 0, f"{w}.lr_lm", "must be 0 (LM frozen) or positive")
+        _check(self.weight_decay >= 0, f"{w}.weight_decay", "must be 0 or positive")
+        _check(self.warmup_steps >= 0, f"{w}.warmup_steps", "must be 0 or positive")
         for k in ("text_span_words", "speech_span_words"):
             v = tuple(getattr(self, k))
             object.__setattr__(self, k, v)
@@ -589,10 +667,20 @@ SECTIONS = {
 
 
 def params_from_dict(raw: dict[str, Any], where: str = "params") -> Params:
-    raw = dict(raw or {})
+    """Params from a parsed params file: a mapping of sections. A section left out takes its defaults; a section
+    written but empty (`train:` alone, i.e. null) is an error, since it most often means its keys were lost."""
+    if raw is None:
+        raise ConfigError(f"{where}: the params file is empty; it must be a mapping of sections (see params.yaml)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping of sections (seed, alpha, prepare, teacher, ...), got a "
+                          f"{type(raw).__name__}")
+    raw = dict(raw)
     allowed = set(SECTIONS) | {"seed", "alpha"}
     unknown = sorted(set(raw) - allowed)
     _check(not unknown, where, f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
+    for name in SECTIONS:
+        _check(name not in raw or raw[name] is not None, f"{where}:{name}",
+               "is empty (null); give its keys, or leave the section out to take every default")
     sections = {name: build(cls, raw.get(name), f"{where}:{name}") for name, cls in SECTIONS.items()}
     top = build(_Top, {k: raw[k] for k in ("seed", "alpha") if k in raw}, where)
     return Params(seed=top.seed, alpha=top.alpha, **sections)
@@ -608,8 +696,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} not found (run from the repository root, or pass --params)")
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return params_from_dict(raw, where=str(path))
 
 

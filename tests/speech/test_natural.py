@@ -206,3 +206,49 @@ def test_natural_stage_ingests_the_shipped_sample_and_resumes(tmp_path):
     assert rec["sample_rate"] == 24000 and rec["num_samples"] == len(store.array(rec["id"]))
     again = ingest(params, repo, tmp_path / "natural")
     assert again["shards_built"] == 0 and again["documents"] == stats["documents"]
+
+
+def _natural_params(**natural):
+    import dataclasses
+
+    from salad.config import load_params
+
+    repo = Path(__file__).resolve().parents[2]
+    params = load_params(repo / "params/ci.yaml")
+    return dataclasses.replace(params, natural=dataclasses.replace(params.natural, **natural)), repo
+
+
+def test_relative_audio_paths_resolve_against_audio_root_and_zero_usable_recordings_fail(tmp_path):
+    """A manifest whose audio paths are relative to the repository root: with the default (the manifest's own
+    folder) nothing is found and the stage fails with the counts and where it looked; natural.audio_root fixes it."""
+    from salad.stages.natural import ingest
+    from salad.storage.store import TooManySkipped
+
+    repo = Path(__file__).resolve().parents[2]
+    manifest = tmp_path / "elsewhere" / "manifest.jsonl"
+    manifest.parent.mkdir()
+    manifest.write_text(json.dumps({"id": "LJ001-0002", "audio": "data/raw/speech/ljspeech_sample/LJ001-0002.flac",
+                                    "text": "in being comparatively modern."}) + "\n")
+    params, _ = _natural_params(manifest=str(manifest), workers=1)
+    with pytest.raises(TooManySkipped, match=r"natural: no usable document \(1 of 1 skipped.*audio_missing.*"
+                                             r"resolve against .*elsewhere"):
+        ingest(params, repo, tmp_path / "store")
+    params, _ = _natural_params(manifest=str(manifest), audio_root=".", workers=1)
+    stats = ingest(params, repo, tmp_path / "store")
+    assert stats["documents"] == 1 and stats["skipped"] == 0
+
+
+def test_an_aligner_that_cannot_be_built_fails_before_any_recording_is_read(tmp_path):
+    from salad.stages.natural import ingest
+
+    params, repo = _natural_params(aligner="ctc", ctc_model=str(tmp_path / "no-model"), workers=1)
+    with pytest.raises(RuntimeError, match="aligner 'ctc' cannot be built"):
+        ingest(params, repo, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_nan_duration_in_a_manifest_names_the_record(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "r1", "audio": "a.flac", "text": "hi", "duration_s": NaN}\n')
+    with pytest.raises(ValueError, match=r"m.jsonl:1: record 'r1': duration_s must be a finite number"):
+        read_manifest(manifest)

@@ -264,3 +264,25 @@ def test_code_digest_adds_the_module_of_the_backend_in_use():
     assert code_digest(salad.stages.encode, backend=logmel) == code_digest(salad.stages.encode, salad.speech.encoders.logmel)
     assert code_digest(salad.stages.encode, salad.speech.encoders.logmel, backend=logmel) == code_digest(salad.stages.encode, salad.speech.encoders.logmel)
     assert code_digest(salad.stages.encode, backend=logmel) != code_digest(salad.stages.encode, salad.speech.encoders.mimi)
+
+
+def test_a_store_with_no_usable_document_or_too_many_skips_fails_with_counts_and_reasons(tmp_path):
+    from salad.storage.store import TooManySkipped, check_skips
+
+    ok = build_store(ToyJob(10, bad={3}), tmp_path / "ok", "fp", shard_docs=5)
+    check_skips(ok, 0.1, "toy")  # 1 of 10 skipped: at the limit, passes
+    with pytest.raises(TooManySkipped, match=r"toy: 1 skipped, more than max_skip_fraction 0.05 .*1 x bad document 3"):
+        check_skips(ok, 0.05, "toy")
+    empty = build_store(ToyJob(4, bad={0, 1, 2, 3}), tmp_path / "empty", "fp", shard_docs=5)
+    with pytest.raises(TooManySkipped, match=r"toy: no usable document \(4 of 4 skipped, first 'doc000'\).*hint"):
+        check_skips(empty, 1.0, "toy", hint="hint")
+    check_skips(build_store(ToyJob(0), tmp_path / "none", "fp"), 0.0, "toy")  # no input: nothing to complain of
+
+
+def test_a_voice_that_cannot_be_built_fails_the_stage_instead_of_skipping_documents():
+    from salad.speech.synthesis import SynthesisJob
+
+    job = SynthesisJob(tts=EspeakTTS(), records=[{"id": "a", "text": "Hello there.", "voice": "xx-nowhere",
+                                                 "rate": 175}])
+    with pytest.raises(RuntimeError, match="voice 'xx-nowhere' at 175 wpm cannot be built"):
+        job.run(0)

@@ -161,6 +161,8 @@ def _number(value, where: str, kind=float):
         if float(value) != int(value):
             raise ValueError(f"{where} must be an integer, got {value!r}")
         return int(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -184,7 +186,7 @@ def _given_words(items, where: str, lhotse: bool) -> tuple[tuple[str, float, flo
     return tuple(out)
 
 
-def _parse(obj: dict, path: Path, line: int) -> NaturalEntry:
+def _parse(obj: dict, path: Path, line: int, audio_root: Path) -> NaturalEntry:
     rec_id = obj.get("id")
     if not isinstance(rec_id, str) or not rec_id:
         raise _schema_error(path, line, rec_id, "needs a non-empty string 'id'")
@@ -208,7 +210,7 @@ def _parse(obj: dict, path: Path, line: int) -> NaturalEntry:
             if words is not None and sup_start:
                 words = tuple((w, a - sup_start, b - sup_start) for w, a, b in words)
             return NaturalEntry(
-                id=rec_id, line=line, audio_path=path.parent / sources[0]["source"], text=text,
+                id=rec_id, line=line, audio_path=audio_root / sources[0]["source"], text=text,
                 offset_s=cut_start + sup_start, segment_s=sup_duration,
                 sample_rate=_number(rec.get("sampling_rate"), "recording.sampling_rate", int),
                 num_samples=_number(rec.get("num_samples"), "recording.num_samples", int),
@@ -221,7 +223,7 @@ def _parse(obj: dict, path: Path, line: int) -> NaturalEntry:
             raise ValueError("needs a string 'text'")
         words = _given_words(obj["words"], "words", lhotse=False) if obj.get("words") is not None else None
         return NaturalEntry(
-            id=rec_id, line=line, audio_path=path.parent / audio, text=text,
+            id=rec_id, line=line, audio_path=audio_root / audio, text=text,
             sample_rate=_number(obj.get("sample_rate"), "sample_rate", int),
             num_samples=_number(obj.get("num_samples"), "num_samples", int),
             duration_s=_number(obj.get("duration_s", obj.get("duration")), "duration_s"),
@@ -230,11 +232,16 @@ def _parse(obj: dict, path: Path, line: int) -> NaturalEntry:
         raise _schema_error(path, line, rec_id, str(e)) from None
 
 
-def read_manifest(manifest_path: str | Path) -> list[NaturalEntry]:
-    """Parse every line of the manifest; any malformed line or duplicate id is a ValueError naming it."""
+def read_manifest(manifest_path: str | Path, audio_root: str | Path | None = None) -> list[NaturalEntry]:
+    """Parse every line of the manifest; any malformed line or duplicate id is a ValueError naming it.
+
+    Audio paths: an absolute path is used as it is; a relative one resolves against `audio_root`, by default the
+    manifest's own folder (the convention of LJ Speech-style and lhotse manifests shipped beside their audio).
+    """
     path = Path(manifest_path)
     if not path.is_file():
         raise FileNotFoundError(f"natural speech manifest {str(path)!r} does not exist")
+    audio_root = path.parent if audio_root is None else Path(audio_root)
     entries: list[NaturalEntry] = []
     seen: dict[str, int] = {}
     with _open_text(path) as f:
@@ -247,7 +254,7 @@ def read_manifest(manifest_path: str | Path) -> list[NaturalEntry]:
                 raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}:{line_no}: a record must be a JSON object, got {type(obj).__name__}")
-            entry = _parse(obj, path, line_no)
+            entry = _parse(obj, path, line_no, audio_root)
             if entry.id in seen:
                 raise ValueError(f"{path}:{line_no}: record id {entry.id!r} already appears on line {seen[entry.id]}")
             seen[entry.id] = line_no
@@ -442,11 +449,16 @@ class NaturalJob:
         return self.entries[i].id
 
     def aligner(self) -> Aligner | None:
+        """The aligner, built on first use. A failure to build it is an error of the stage (a RuntimeError, which
+        the store does not count as a skip), never a skip of the record at hand."""
         if self.aligner_kind == "manifest":
             return None
         if self._aligner is None:
-            self._aligner = make_aligner(self.aligner_kind, ctc_model=self.ctc_model, dtw=self.dtw,
-                                         sample_rate=self.sample_rate)
+            try:
+                self._aligner = make_aligner(self.aligner_kind, ctc_model=self.ctc_model, dtw=self.dtw,
+                                             sample_rate=self.sample_rate)
+            except Exception as e:
+                raise RuntimeError(f"the natural-speech aligner {self.aligner_kind!r} cannot be built: {e}") from e
         return self._aligner
 
     def run(self, i: int) -> tuple[dict, np.ndarray]:

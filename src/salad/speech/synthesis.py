@@ -105,7 +105,10 @@ class SynthesisJob:
             return self.tts
         key = (rec["voice"], int(rec["rate"]))
         if key not in self._voices:
-            self._voices[key] = EspeakTTS(voice=key[0], rate=key[1], sample_rate=self.tts.sample_rate)
+            try:  # a voice that cannot be built is an error of the stage, never a skip of this document
+                self._voices[key] = EspeakTTS(voice=key[0], rate=key[1], sample_rate=self.tts.sample_rate)
+            except Exception as e:
+                raise RuntimeError(f"espeak-ng voice {key[0]!r} at {key[1]} wpm cannot be built: {e}") from e
         return self._voices[key]
 
     def run(self, i: int) -> tuple[dict, np.ndarray]:

@@ -14,7 +14,7 @@ from salad.config import EncodeConfig
 from salad.speech.encoders import make_encoder
 from salad.speech.encoding import encode_corpus
 from salad.storage.atomic import write_json
-from salad.storage.store import content_stats, distributed_rank
+from salad.storage.store import check_skips, content_stats, distributed_rank
 
 __all__ = ["encode"]
 
@@ -41,5 +41,7 @@ def encode(cfg: EncodeConfig, speech: Path, out: Path, natural: Path | None = No
              for name, src in corpora.items()}
     if any(s is None for s in stats.values()):
         return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
-    write_json(out / "stats.json", content_stats(stats))
+    write_json(out / "stats.json", content_stats(stats))  # the counts stay readable when the check below fails
+    for name, corpus_stats in stats.items():
+        check_skips(corpus_stats, cfg.max_skip_fraction, f"encode {name}")
     return stats

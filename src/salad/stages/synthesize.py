@@ -32,7 +32,7 @@ from salad.config import Params
 from salad.speech.synthesis import assign_voices, broad_sample, make_tts, second_voice_tts, synthesize_corpus
 from salad.speech.tts import EspeakTTS
 from salad.storage.atomic import read_jsonl, write_json
-from salad.storage.store import content_stats, distributed_rank
+from salad.storage.store import check_skips, content_stats, distributed_rank
 
 __all__ = ["synthesize"]
 
@@ -66,5 +66,7 @@ def synthesize(params: Params, prepared: Path, root: Path, out: Path) -> dict:
                                         workers=cfg.workers, shard_docs=cfg.shard_docs)
     if any(s is None for s in stats.values()):
         return {"rank": distributed_rank()[0], "finished": "own shards; the last rank writes stats.json"}
-    write_json(out / "stats.json", content_stats(stats))
+    write_json(out / "stats.json", content_stats(stats))  # the counts stay readable when the check below fails
+    for name, corpus_stats in stats.items():
+        check_skips(corpus_stats, cfg.max_skip_fraction, f"synthesize {name}")
     return stats

@@ -248,6 +248,28 @@ class ShardedStore:
         return h.hexdigest()[:20]
 
 
+class TooManySkipped(RuntimeError):
+    """A stage's store has no usable document, or more skipped ones than its params allow."""
+
+
+def check_skips(stats: dict, max_fraction: float, what: str, hint: str = "") -> None:
+    """Fail when the store of `stats` (from `build_store`) is empty though it had input, or when its skipped share
+    exceeds `max_fraction`; the error gives the counts and the reasons, most frequent first."""
+    total = stats["documents"] + stats["skipped"]
+    if total == 0 or (stats["documents"] > 0 and stats["skipped"] <= max_fraction * total):
+        return
+    reasons: dict[str, int] = {}
+    for s in stats["skipped_documents"]:
+        reason = s["reason"].split(":")[0][:120]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5])
+    first = stats["skipped_documents"][0]["id"]
+    problem = ("no usable document" if stats["documents"] == 0 else
+               f"{stats['skipped']} skipped, more than max_skip_fraction {max_fraction} of them")
+    raise TooManySkipped(f"{what}: {problem} ({stats['skipped']} of {total} skipped, first {first!r}): {listed}"
+                         + (f". {hint}" if hint else ""))
+
+
 # How a build went (which shards were rebuilt or reused), not what the store holds: kept out of written stats, so that
 # an output's bytes do not depend on whether an earlier run was interrupted.
 BUILD_COUNTS = ("shards_built", "shards_reused")
