@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salad.data.documents import doc_start_id
+from salad.data.tokens import doc_start_id
 from salad.evaluation.scoring import score_continuations, score_continuations_without_cache, text_requests
 from salad.evaluation.tasks import fewshot_prefix, load_items
 from salad.model.teacher import train_tokenizer

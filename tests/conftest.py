@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from salad.data.documents import tokenize
+from salad.data.tokens import tokenize
 from salad.data.interleave import AlignedDoc, map_tokens_to_words
 from salad.model.teacher import train_tokenizer
 from salad.speech.encoders import FRAME_RATE

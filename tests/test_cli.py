@@ -139,3 +139,29 @@ def test_help_imports_no_stage():
             "print(sorted(m for m in sys.modules if m.startswith('salad.') or m == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "torch" not in out and "salad.stages" not in out, out
+
+
+def test_a_known_error_is_one_readable_line_and_traceback_shows_the_rest(tmp_path, capsys):
+    from salad.cli import main
+    from salad.config import ConfigError
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("- seed\n- alpha\n")
+    assert main(["check-params", "--params", str(bad), "--out", str(tmp_path / "out.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert err.startswith("salad check-params: error: ") and "must be a mapping of sections" in err
+    assert not (tmp_path / "out.json").exists()
+    with pytest.raises(ConfigError, match="must be a mapping of sections"):
+        main(["check-params", "--params", str(bad), "--out", str(tmp_path / "out.json"), "--traceback"])
+
+
+def test_a_missing_teacher_is_one_readable_line(tmp_path, capsys):
+    from salad.cli import main
+
+    code = main(["measure", "--params", "params/ci.yaml", "--teacher", str(tmp_path / "no-teacher"),
+                 "--model", str(tmp_path / "m"), "--speech", str(tmp_path), "--features", str(tmp_path),
+                 "--metrics", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert "teacher folder" in err and "does not exist: run the teacher stage" in err

@@ -158,3 +158,32 @@ def test_exp_run_sweeps_alpha(project):
         if alpha is not None and "M" in measure and "F" in measure:
             seen[alpha] = (measure["M"], measure["F"])
     assert {0.5, 1.0} <= set(seen), seen
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    """Every file the pipeline wrote (what DVC would delete before rerunning a stage), but the check's own output."""
+    files = {}
+    for top in ("data", "metrics", "dvclive", "reports"):
+        for p in sorted((root / top).rglob("*")):
+            if p.is_file() and p.name != "checked-params.json" and ".gitignore" not in p.name:
+                files[str(p.relative_to(root))] = p.read_bytes()
+    return files
+
+
+def test_a_params_typo_stops_dvc_before_any_output_is_touched(project):
+    root, env, _ = project
+    params = root / "params.yaml"
+    good = params.read_text()
+    before = _outputs(root)
+    assert any(k.startswith("data/models/student/") for k in before)
+    params.write_text(good.replace("\ntrain:\n", "\ntrain:\n  batch_sise: 4\n", 1))
+    r = subprocess.run("dvc repro", cwd=root, env=env, shell=True, capture_output=True, text=True,
+                       timeout=HANG_GUARD_S)
+    assert r.returncode != 0
+    assert "train: unknown key(s) ['batch_sise']" in r.stdout + r.stderr
+    assert "Running stage 'train'" not in r.stdout + r.stderr
+    assert _outputs(root) == before  # nothing deleted, nothing rewritten
+    params.write_text(good)
+    again = sh("dvc repro", root, env)
+    ran = [line for line in again.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'check-params':"], ran  # the check reruns; its output is unchanged, so nothing else

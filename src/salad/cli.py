@@ -45,6 +45,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
+    "check-params": Command("salad.stages.check_params:check_params",
+                            "validate the whole params file before any stage touches an output"),
     "prepare": Command("salad.stages.prepare:prepare", "deterministic splits of the shipped raw data"),
     "teacher": Command("salad.stages.teacher:train_teacher", "train the tokenizer and the teacher LM"),
     "synthesize": Command("salad.stages.synthesize:synthesize", "espeak-ng speech with word timestamps"),
@@ -133,11 +135,18 @@ def _params_reader(name: str, hint: Any) -> Callable[[Path], Any] | None:
     if name == "params_path":
         return lambda path: path
     if name == "params" or hint is Params:
-        return load_params
+        return load_checked_params
     section = _section_of(hint)
     if section is not None:
-        return lambda path: getattr(load_params(path), section)
+        return lambda path: getattr(load_checked_params(path), section)
     return None
+
+
+def load_checked_params(path: Path) -> Params:
+    """The params file, validated whole: its sections and the task and corpus names it gives (check-params)."""
+    from salad.stages.check_params import check_names  # imported when a command runs: `salad --help` stays fast
+
+    return check_names(load_params(path))
 
 
 def _shown(value: Any) -> str:
@@ -231,7 +240,9 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     """The parser of every command; only those in `commands` (default: all) get their options, which imports their
     functions."""
     commands = set(COMMANDS) if commands is None else set(commands)
-    parser = argparse.ArgumentParser(prog="salad", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="salad", description=__doc__.splitlines()[0],
+                                     epilog="--traceback (anywhere on the line): show the full trace of an error "
+                                            "instead of its one-line message")
     sub = parser.add_subparsers(dest="subcommand", required=True, metavar="command")
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, help=command.help, description=f"{command.help} ({command.target})")
@@ -246,14 +257,34 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     return parser
 
 
+# Errors that salad raises with a message meant for the user (a bad value, a missing file, a record that names its
+# problem, a stage that cannot start): printed as one line; anything else is a bug and shows its traceback.
+KNOWN_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from salad.storage.store import CannotBuild, TooManySkipped
+
+    return (*KNOWN_ERRORS, CannotBuild, TooManySkipped)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
     name = next((a for a in argv if not a.startswith("-")), None)
     command = COMMANDS.get(name)
     if command is None or not command.online:  # before any import of the hub libraries
         go_offline()
     args = build_parser([name] if command is not None else []).parse_args(argv)
-    result = call(COMMANDS[args.subcommand].function(), args)
+    try:
+        result = call(COMMANDS[args.subcommand].function(), args)
+    except _known_errors() as e:
+        if show_traceback:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"salad {args.subcommand}: error: {message} (--traceback shows where)", file=sys.stderr)
+        return 1
     if result is not None:  # a command that prints its own report returns None
         json.dump(result, sys.stdout, indent=2, default=str)
         print()
@@ -308,7 +339,7 @@ def fetch(params_path: Path, corpus: Literal["web", "text_mix", "natural_speech"
     """Stream the profile's `corpora.<corpus>` into `<corpora.out>/<corpus>`: this rank's share, resumable."""
     from salad.scale.corpora import fetch as fetch_corpus
 
-    c = load_params(params_path).corpora
+    c = load_checked_params(params_path).corpora
     spec = getattr(c, corpus)
     if spec is None:
         raise SystemExit(f"{params_path}: corpora.{corpus} is null: name the corpus to fetch there")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TEXT, make_doc
 from salad.data.batch import collate
-from salad.data.documents import tokenize
+from salad.data.tokens import tokenize
 from salad.data.interleave import (
     FRAME_RATE, AlignedDoc, draw_layout, frame_range, interleave, map_tokens_to_words, text_only, word_start_cuts,
 )

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer
 
 from salad.config import load_params
-from salad.data.documents import tokenize
+from salad.data.tokens import tokenize
 from salad.evaluation.tasks import TASKS, load_items
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM, load_student
 from salad.model.teacher import (build_model, check_trained_from, copy_tokenizer, load_teacher, load_tokenizer,

@@ -10,6 +10,7 @@ import yaml
 
 from salad.cli import main
 from salad.config import ConfigError, load_params, params_from_dict
+from salad.stages.check_params import check_names
 from salad.scale.corpora import read_parts
 from salad.scale.estimate import Rates, estimate, lm_parameters
 from salad.data.splits import PrepareError
@@ -113,13 +114,14 @@ def test_fetch_then_prepare_reads_the_fetched_corpora(tmp_path, monkeypatch):
 
 
 def test_corpora_are_named_or_described():
-    assert params_from_dict({"corpora": {"web": "fineweb-edu-10bt"}}).corpora.web == "fineweb-edu-10bt"
-    with pytest.raises(ConfigError, match="corpora.web: .*unknown corpus 'fineweb'"):
-        params_from_dict({"corpora": {"web": "fineweb"}})
+    assert check_names(params_from_dict({"corpora": {"web": "fineweb-edu-10bt"}})).corpora.web == "fineweb-edu-10bt"
+    with pytest.raises(ConfigError, match="corpora.web: unknown corpus 'fineweb'"):
+        check_names(params_from_dict({"corpora": {"web": "fineweb"}}))
     with pytest.raises(ConfigError, match=r"corpora.text_mix: unknown CorpusSource field\(s\) \['texts'\]"):
-        params_from_dict({"corpora": {"text_mix": {"name": "json", "data_files": ["a.jsonl"], "texts": "x"}}})
+        check_names(params_from_dict({"corpora": {"text_mix": {"name": "json", "data_files": ["a.jsonl"],
+                                                              "texts": "x"}}}))
     with pytest.raises(ConfigError, match="corpora.web: corpus builder 'json' needs data_files"):
-        params_from_dict({"corpora": {"web": {"name": "json"}}})
+        check_names(params_from_dict({"corpora": {"web": {"name": "json"}}}))
 
 
 def test_the_paper_profiles_name_the_papers_corpora():

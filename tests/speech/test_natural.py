@@ -194,6 +194,7 @@ def test_record_skipped_names_the_record() -> None:
 def test_natural_stage_ingests_the_shipped_sample_and_resumes(tmp_path):
     from salad.config import load_params
     from salad.stages.natural import ingest
+    from salad.storage.store import CannotBuild
     from salad.storage.store import ShardedStore
 
     repo = Path(__file__).resolve().parents[2]
@@ -222,6 +223,7 @@ def test_relative_audio_paths_resolve_against_audio_root_and_zero_usable_recordi
     """A manifest whose audio paths are relative to the repository root: with the default (the manifest's own
     folder) nothing is found and the stage fails with the counts and where it looked; natural.audio_root fixes it."""
     from salad.stages.natural import ingest
+    from salad.storage.store import CannotBuild
     from salad.storage.store import TooManySkipped
 
     repo = Path(__file__).resolve().parents[2]
@@ -240,9 +242,10 @@ def test_relative_audio_paths_resolve_against_audio_root_and_zero_usable_recordi
 
 def test_an_aligner_that_cannot_be_built_fails_before_any_recording_is_read(tmp_path):
     from salad.stages.natural import ingest
+    from salad.storage.store import CannotBuild
 
     params, repo = _natural_params(aligner="ctc", ctc_model=str(tmp_path / "no-model"), workers=1)
-    with pytest.raises(RuntimeError, match="aligner 'ctc' cannot be built"):
+    with pytest.raises(CannotBuild, match="aligner .ctc. cannot be built"):
         ingest(params, repo, tmp_path / "store")
     assert not (tmp_path / "store").exists()
 

@@ -7,6 +7,7 @@ import pytest
 
 from evaluation.test_benchmarks import make_params
 from salad.config import ConfigError, EncodeConfig, load_params, params_from_dict
+from salad.stages.check_params import check_names
 from salad.evaluation.benchmarks import VOICE2
 from salad.evaluation.tasks import TASKS
 from salad.speech.tts import EspeakTTS
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_config_keys_are_validated():
     with pytest.raises(ConfigError, match="evaluate.tasks.*unknown task"):
-        params_from_dict({"evaluate": {"tasks": ["storycloze", "squad"]}})
+        check_names(params_from_dict({"evaluate": {"tasks": ["storycloze", "squad"]}}))
     with pytest.raises(ConfigError, match="evaluate.shots_fit_fraction"):
         params_from_dict({"evaluate": {"shots_fit_fraction": 0.0}})
     with pytest.raises(ConfigError, match="evaluate.speech_frames_per_char"):

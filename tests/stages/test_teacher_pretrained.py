@@ -45,7 +45,7 @@ def test_a_tokenizer_without_the_document_start_token_is_refused():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from salad.data.documents import doc_start_id
+    from salad.data.tokens import doc_start_id
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

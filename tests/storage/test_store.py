@@ -281,8 +281,9 @@ def test_a_store_with_no_usable_document_or_too_many_skips_fails_with_counts_and
 
 def test_a_voice_that_cannot_be_built_fails_the_stage_instead_of_skipping_documents():
     from salad.speech.synthesis import SynthesisJob
+    from salad.storage.store import CannotBuild
 
     job = SynthesisJob(tts=EspeakTTS(), records=[{"id": "a", "text": "Hello there.", "voice": "xx-nowhere",
                                                  "rate": 175}])
-    with pytest.raises(RuntimeError, match="voice 'xx-nowhere' at 175 wpm cannot be built"):
+    with pytest.raises(CannotBuild, match="voice 'xx-nowhere' at 175 wpm cannot be built"):
         job.run(0)

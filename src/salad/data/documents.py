@@ -19,27 +19,9 @@ import numpy as np
 
 from salad.config import Params
 from salad.data.interleave import AlignedDoc, map_tokens_to_words
+from salad.data.tokens import tokenize
 from salad.storage.atomic import read_jsonl
 from salad.storage.store import ShardedStore
-
-DOC_START = "<|endoftext|>"
-"""Document-start token prepended to every text sequence w (Qwen2.5 uses the same string as document separator)."""
-
-
-def doc_start_id(tokenizer) -> int:
-    token_id = tokenizer.convert_tokens_to_ids(DOC_START)
-    # a missing token maps to the unknown token (or None); Qwen2's unknown token may itself be DOC_START
-    if token_id is None or tokenizer.convert_ids_to_tokens(int(token_id)) != DOC_START:
-        raise ValueError(f"tokenizer has no {DOC_START!r} token; it is needed as the document-start token")
-    return int(token_id)
-
-
-def tokenize(tokenizer, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """w = [document start] + tokens of text, and each text token's character offsets."""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = np.array([doc_start_id(tokenizer)] + list(enc["input_ids"]), dtype=np.int64)
-    return ids, [tuple(o) for o in enc["offset_mapping"]]
-
 
 def load_speech_index(speech_dir: str | Path) -> list[dict]:
     return ShardedStore(speech_dir).records

@@ -59,7 +59,8 @@ import torch
 from tqdm import tqdm
 
 from salad.config import Params
-from salad.data.documents import FeatureReader, doc_start_id
+from salad.data.documents import FeatureReader
+from salad.data.tokens import doc_start_id
 from salad.evaluation.cascade import Cascade
 from salad.evaluation.scoring import ContextTooLong, accuracy_metrics, score_continuations, text_requests
 from salad.evaluation.tasks import Item, demo_text, fewshot_items, get_task, load_items

@@ -58,6 +58,10 @@ class SpeechAdapter(nn.Module):
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """frames [S, L, feat_dim] (right-padded spans), mask [S, L] → [S, L, lm_hidden]."""
+        if frames.shape[-1] != self.config.feature_dim:
+            raise ValueError(f"speech features have dimension {frames.shape[-1]}, but this adapter reads "
+                             f"{self.config.feature_dim}: the features come from another encoder than the one the "
+                             f"model was trained on (encode.encoder, encode.n_mels); re-encode or retrain")
         h = self.input_proj(frames)
         h = self.decoder(inputs_embeds=h, attention_mask=mask.long()).last_hidden_state
         return self.output_proj(h)

@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Qwen2C
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
 from salad.config import TeacherConfig
-from salad.data.documents import DOC_START, doc_start_id, tokenize
+from salad.data.tokens import DOC_START, doc_start_id, tokenize
 
 
 # The files of a tokenizer saved with `save_pretrained` (those present are copied into each student).

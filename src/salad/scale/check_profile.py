@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salad.config import Params, load_params
+from salad.stages.check_params import check_names
 
 __all__ = ["Need", "needs", "standin_params", "check_profile", "format_report"]
 
@@ -153,7 +154,7 @@ def check_profile(profile: str | Path, work: str | Path, raw: str | Path = "data
     from salad.stages.teacher import train_teacher
     from salad.stages.train import train
 
-    params = load_params(profile)
+    params = check_names(load_params(profile))
     work, raw = Path(work).resolve(), Path(raw).resolve()
     report: dict = {"profile": str(profile), "needs": [dataclasses.asdict(x) | {"present": x.present}
                                                        for x in needs(params)], "stages": {}}

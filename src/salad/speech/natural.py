@@ -62,6 +62,7 @@ from scipy.signal import resample_poly
 
 from salad.speech.align import Aligner, DTWConfig, TranscriptMismatch, finalize_spans, make_aligner, speakable_words
 from salad.speech.tts import is_latin_or_digit
+from salad.storage.store import CannotBuild
 
 __all__ = ["NaturalEntry", "NaturalChecks", "RecordSkipped", "SKIP_REASONS", "read_manifest", "load_utterance",
            "process_entry", "iter_natural", "NaturalJob", "new_stats"]
@@ -449,8 +450,8 @@ class NaturalJob:
         return self.entries[i].id
 
     def aligner(self) -> Aligner | None:
-        """The aligner, built on first use. A failure to build it is an error of the stage (a RuntimeError, which
-        the store does not count as a skip), never a skip of the record at hand."""
+        """The aligner, built on first use. A failure to build it is an error of the stage (CannotBuild, which the
+        store does not count as a skip), never a skip of the record at hand."""
         if self.aligner_kind == "manifest":
             return None
         if self._aligner is None:
@@ -458,7 +459,7 @@ class NaturalJob:
                 self._aligner = make_aligner(self.aligner_kind, ctc_model=self.ctc_model, dtw=self.dtw,
                                              sample_rate=self.sample_rate)
             except Exception as e:
-                raise RuntimeError(f"the natural-speech aligner {self.aligner_kind!r} cannot be built: {e}") from e
+                raise CannotBuild(f"the natural-speech aligner {self.aligner_kind!r} cannot be built: {e}") from e
         return self._aligner
 
     def run(self, i: int) -> tuple[dict, np.ndarray]:

@@ -32,7 +32,7 @@ import salad.storage.store
 from salad.config import Params, SynthesizeConfig
 from salad.random_streams import stream
 from salad.speech.tts import EspeakTTS, Speech
-from salad.storage.store import build_store, code_digest, distributed_rank, fingerprint
+from salad.storage.store import CannotBuild, build_store, code_digest, distributed_rank, fingerprint
 
 __all__ = ["Synthesizer", "SYNTHESIZERS", "make_tts", "second_voice_tts", "SynthesisJob", "synthesize_corpus",
            "assign_voices", "broad_sample"]
@@ -108,7 +108,7 @@ class SynthesisJob:
             try:  # a voice that cannot be built is an error of the stage, never a skip of this document
                 self._voices[key] = EspeakTTS(voice=key[0], rate=key[1], sample_rate=self.tts.sample_rate)
             except Exception as e:
-                raise RuntimeError(f"espeak-ng voice {key[0]!r} at {key[1]} wpm cannot be built: {e}") from e
+                raise CannotBuild(f"espeak-ng voice {key[0]!r} at {key[1]} wpm cannot be built: {e}") from e
         return self._voices[key]
 
     def run(self, i: int) -> tuple[dict, np.ndarray]:

@@ -248,6 +248,11 @@ class ShardedStore:
         return h.hexdigest()[:20]
 
 
+class CannotBuild(RuntimeError):
+    """Something a stage needs for every record (a voice, a model, an aligner) cannot be built: an error of the
+    stage, raised as such, never counted as a skip of the record at hand (skips are ValueErrors)."""
+
+
 class TooManySkipped(RuntimeError):
     """A stage's store has no usable document, or more skipped ones than its params allow."""
 
