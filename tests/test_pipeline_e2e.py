@@ -186,4 +186,6 @@ def test_a_params_typo_stops_dvc_before_any_output_is_touched(project):
     params.write_text(good)
     again = sh("dvc repro", root, env)
     ran = [line for line in again.splitlines() if line.startswith("Running stage")]
-    assert ran == ["Running stage 'check-params':"], ran  # the check reruns; its output is unchanged, so nothing else
+    # at most the check reruns (DVC may restore its output from the cache instead); nothing else does
+    assert set(ran) <= {"Running stage 'check-params':"}, ran
+    assert (root / "data" / "checked-params.json").is_file() and _outputs(root) == before

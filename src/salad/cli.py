@@ -15,6 +15,7 @@ import importlib
 import inspect
 import json
 import sys
+import time
 import types
 import typing
 from collections.abc import Iterable
@@ -268,6 +269,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return (*KNOWN_ERRORS, CannotBuild, TooManySkipped)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     show_traceback = "--traceback" in argv
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None or not command.online:  # before any import of the hub libraries
         go_offline()
     args = build_parser([name] if command is not None else []).parse_args(argv)
+    started = time.perf_counter()
     try:
         result = call(COMMANDS[args.subcommand].function(), args)
     except _known_errors() as e:
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"salad {args.subcommand}: error: {message} (--traceback shows where)", file=sys.stderr)
         return 1
+    print(f"salad {args.subcommand}: done in {_duration(time.perf_counter() - started)}", file=sys.stderr)
     if result is not None:  # a command that prints its own report returns None
         json.dump(result, sys.stdout, indent=2, default=str)
         print()

@@ -88,3 +88,12 @@ def test_save_and_load_round_trip(teacher_dir, tokenizer, tmp_path):
 def test_load_names_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="adapter_config.json|lm"):
         SpeechAdaptedLM.load(tmp_path)
+
+
+def test_features_of_another_dimension_are_a_clear_error(teacher_dir, tokenizer):
+    """Features from another encoder (e.g. logmel's 320 against an adapter trained on Mimi's 512) used to fail
+    deep inside a matrix product."""
+    model = SpeechAdaptedLM.from_teacher(teacher_dir, AdapterConfig(feature_dim=5, lm_hidden=32, layers=1, width=16,
+                                                                    heads=2, kv_heads=1, mlp=32))
+    with pytest.raises(ValueError, match=r"speech features have dimension 3, but this adapter reads 5"):
+        model.hidden_states(batch_of(tokenizer))

@@ -156,11 +156,15 @@ def lj_texts(n: int) -> list[str]:
         return [json.loads(line)["text"] for line in f][:n]
 
 
+def aligner_and_another_voice() -> tuple[DTWAligner, EspeakTTS]:
+    """The default DTW aligner (its rendering: en-us at 175 wpm) and the voice of the "recordings" it aligns."""
+    return DTWAligner(DTWConfig(), sample_rate=SR), EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+
+
 def test_dtw_aligner_recovers_word_times_of_another_voice() -> None:
     """Measured with benchmarks/dtw_alignment.py: median 5.4 ms, p90 20 ms over 1,656 boundaries of 3 voices.
     Here: 8 transcripts (~140 words) in en-gb-x-rp at 150 wpm with 0.3 s of leading silence and noise."""
-    aligner = DTWAligner(DTWConfig(), sample_rate=SR)
-    target = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+    aligner, target = aligner_and_another_voice()
     rng = np.random.default_rng(0)
     errors = []
     for text in lj_texts(8):
@@ -181,8 +185,7 @@ def test_dtw_aligner_recovers_word_times_of_another_voice() -> None:
 def test_a_clip_cut_at_the_first_word_is_not_placed_a_pad_late() -> None:
     """No leading silence: the first word starts at 0. Warping through the rendering's 0.25 s pad used to put it
     about 0.24 s late in such clips."""
-    aligner = DTWAligner(DTWConfig(), sample_rate=SR)
-    target = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+    aligner, target = aligner_and_another_voice()
     rng = np.random.default_rng(1)
     first = []
     for text in lj_texts(8):
@@ -195,8 +198,7 @@ def test_a_clip_cut_at_the_first_word_is_not_placed_a_pad_late() -> None:
 
 
 def test_a_transcript_of_another_recording_is_refused() -> None:
-    aligner = DTWAligner(DTWConfig(), sample_rate=SR)
-    target = EspeakTTS(voice="en-gb-x-rp", rate=150, sample_rate=SR)
+    aligner, target = aligner_and_another_voice()
     texts = lj_texts(8)
     audio = 0.5 * target.synthesize(texts[0]).audio
     aligner.align(audio, SR, texts[0])  # its own transcript passes
