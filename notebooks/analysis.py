@@ -37,9 +37,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from salad.analysis import figures
 from salad.analysis import regressions as analysis
 from salad.config import load_params
-from salad.analysis.results import grid_results, grid_teacher_accuracy
+from salad.analysis.results import best_format_detail, grid_results, grid_teacher_accuracy
 from salad.analysis.report import save_figure, save_metrics, save_table
 
 root = Path(root)
@@ -71,21 +72,23 @@ def grid_panels(rows):
     fig, axes = plt.subplots(len(rows), len(params.grid.data),
                              figsize=(5.2 * len(params.grid.data), 3.2 * len(rows)), sharex=True, sharey="row",
                              squeeze=False)
+    shift = dict(zip(params.grid.alphas, figures.offsets(len(params.grid.alphas), log=True)))
     for col, data in enumerate(params.grid.data):
         for r, (key, label, log) in enumerate(rows):
             ax = axes[r][col]
-            for alpha in params.grid.alphas:
+            for marker, alpha in zip(figures.MARKERS, params.grid.alphas):
                 cell = grid[(grid["data"] == data) & (grid["alpha"] == alpha)]
-                ax.plot(cell["positions"], cell[key], "o-", color=colors[alpha], label=f"α = {alpha:g}")
-                if key == "M":
-                    ax.fill_between(cell["positions"], cell["M"] - cell["M_se"], cell["M"] + cell["M_se"],
-                                    color=colors[alpha], alpha=0.2)
+                x = cell["positions"] * shift[alpha]  # offsets keep coinciding α visible
+                error = cell.get(f"{key}_se") if key != "F" else None
+                ax.errorbar(x, cell[key], yerr=error, fmt=f"{marker}-", color=colors[alpha], markersize=5,
+                            capsize=2, label=f"α = {alpha:g}")
+            if key.endswith("accuracy"):
+                figures.chance_line(ax, grid["chance"].mean())
             ax.set(xscale="log", yscale="log" if log else "linear", ylabel=label if col == 0 else None)
-            if r == 0:
-                ax.set_title(side_titles.get(data, data))
+            ax.set_title(f"{label.split(' (')[0]}: {side_titles.get(data, data)}", fontsize=9)
             if r == len(rows) - 1:
                 ax.set_xlabel("training positions")
-    axes[0][-1].legend(fontsize=8)
+    figures.legend_outside(fig, axes[-1][0])
     fig.tight_layout()
     return fig
 
@@ -94,7 +97,6 @@ save_figure(grid_panels([("M", "misalignment M (nats per token)", True), ("F", "
                          ("speech_accuracy", "speech accuracy (average)", False)]),
             "figure4_grid_M_F_speech", reports)
 save_figure(grid_panels([("text_accuracy", "text accuracy (average)", False)]), "figure5_grid_text", reports)
-grid
 
 # %% [markdown]
 # ## Figure 1: the text–speech gap against training data, and per task
@@ -119,17 +121,20 @@ ax_gap.axhline(0, color="gray", lw=0.8)
 ax_gap.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the log axis' minor labels overlap
 ax_gap.set(xlabel="training positions", ylabel="text − speech accuracy (points)",
            title="the text–speech gap against training data")
-ax_gap.legend(fontsize=6.5, ncol=2)
+ax_gap.legend(fontsize=6.5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 tasks = list(evaluate["best"]["teacher"]["text"]["tasks"])
 x = range(len(tasks))
 for offset, (model, mode, label, color) in zip((-0.2, 0.2), (("teacher", "text", "teacher, text", "C0"),
                                                              ("student", "speech", "student, speech", "C1"))):
-    best = evaluate["best"][model][mode]["tasks"]
-    ax_task.bar([i + offset for i in x], [100 * best[t][evaluate["headline"]] for t in tasks], width=0.4,
-                label=label, color=color)
+    detail = best_format_detail(evaluate["results"][model], mode, evaluate["headline"])
+    ax_task.bar([i + offset for i in x], [100 * detail[t]["accuracy"] for t in tasks], width=0.4,
+                yerr=[100 * detail[t]["se"] for t in tasks], capsize=3, label=label, color=color)
+for i, t in enumerate(tasks):  # each task's own chance level (2 or 4 choices)
+    ax_task.hlines(100 * detail[t]["chance"], i - 0.45, i + 0.45, color="gray", linestyles=":",
+                   label="chance" if i == 0 else None)
 ax_task.set_xticks(list(x), tasks, rotation=20)
-ax_task.set(ylabel=f"{evaluate['headline']} (%)", title="per task (main run, best format)")
-ax_task.legend(fontsize=8)
+ax_task.set(ylabel=f"{evaluate['headline']} (%, ± binomial se)", title="per task (main run, best format)")
+ax_task.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 fig.tight_layout()
 save_figure(fig, "figure1_gap_vs_data", reports)
 
@@ -147,7 +152,6 @@ save_table(t1, "table1", reports,
                    f"(forgetting), {len(narrow)} models of the narrow side; slope in percentage points per unit of "
                    f"the focal predictor. paper_table1: the paper's Table 1 cell; paper_LOOCV_R2: Figure 3's "
                    f"LOOCV R².")
-t1
 
 # %% [markdown]
 # ## Figure 3: speech accuracy against log M, text accuracy against F
@@ -172,12 +176,15 @@ for ax, (side, xlabel, ylabel) in zip(axes, panels):
         ax.plot(band["x"], band["mean"], "-", color="C3", label="OLS fit (narrow side)")
     for (data, alpha), cell in everything.groupby(["data", "alpha"]):
         in_fit = data == analysis.NARROW
+        ax.errorbar(cell[fit["x"]], cell[fit["y"]], yerr=100 * cell[f"{side}_accuracy_se"], fmt="none",
+                    ecolor=colors[alpha], alpha=0.5, capsize=0)
         ax.scatter(cell[fit["x"]], cell[fit["y"]], marker=markers.get(data, "^"), s=36,
                    facecolors=colors[alpha] if in_fit else "none", edgecolors=colors[alpha],
                    label=f"{data}, α = {alpha:g}")
-    ax.set(xlabel=xlabel, ylabel=ylabel,
+    figures.chance_line(ax, 100 * everything["chance"].mean())
+    ax.set(xlabel=xlabel, ylabel=ylabel.replace("(%)", "(%, ± binomial se)"),
            title=f"{side} accuracy: LOOCV R² = {fit['loocv_r2']:.2f} (R² = {fit['r2']:.2f}, n = {fit['n']})")
-axes[1].legend(fontsize=7, ncol=2, loc="best")
+figures.legend_outside(fig, axes[0])
 fig.tight_layout()
 save_figure(fig, "figure3_accuracy_vs_M_F", reports)
 
@@ -194,7 +201,6 @@ save_table(t7, "table7", reports,
            caption=f"Table 7: type-II ANCOVA on the narrow side ({len(narrow)} models); SS in squared percentage "
                    f"points. The paper's residual df is 23 (30 models); the miniature grid has "
                    f"{len(params.grid.alphas)} α × {len(params.grid.budgets) + 1} budgets.")
-t7
 
 # %% [markdown]
 # ## Table 2: scaling laws of misalignment, M = E + B·D^(−β), for runs with α > 0
@@ -210,7 +216,6 @@ save_table(t2, "table2", reports,
            caption=f"Table 2: M = E + B·D^(−β) per data side and α > 0 over {len(params.grid.budgets) + 1} models "
                    f"each (D = training positions); tokens_at_5pct_E in positions, tokens_beyond_data when it "
                    f"exceeds the largest D fitted.")
-t2
 
 # %%
 save_metrics({"narrow_models": len(narrow),

@@ -55,4 +55,3 @@ save_table(claims, "findings", reports,
 save_metrics({f"claims_{v.replace(' ', '_')}": int((claims["verdict"] == v).sum())
               for v in ("yes", "partly", "no", "not measurable")}, reports)
 pd.set_option("display.max_colwidth", None)
-claims

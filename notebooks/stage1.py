@@ -61,7 +61,6 @@ measures = pd.DataFrame(rows, columns=["measure", "value", "standard error"])
 save_table(measures, "misalignment_forgetting", reports,
            caption=f"M and F of the Stage I student (α = {params.alpha}); standard errors over "
                    f"{m['layouts']} span layouts, paired for differences.")
-measures
 
 # %% [markdown]
 # ## Benchmarks: teacher (text) against student (text and speech), the cascade and a second voice
@@ -80,7 +79,6 @@ for model, tasks in metrics["evaluate"]["results"].items():
 accuracy = pd.DataFrame(acc_rows)
 save_table(accuracy, "benchmarks", reports,
            caption=f"Accuracy (headline: {metrics['evaluate']['headline']}); chance = mean of 1/number of choices.")
-accuracy
 
 # %% [markdown]
 # ### Best prompt format and the text–speech gaps (paper Tables 3, 5 and 8)
@@ -112,7 +110,6 @@ save_table(gaps, "benchmark_gaps", reports,
                    f"accuracy (speech: Table 3, text: Table 5, cascade: the topline, {ev['asr']}; speech_voice2: "
                    f"second voice {ev['second_voice']}, Table 8). Shots per task as used (cap {ev['shots_cap']}, "
                    f"speech window {ev['speech_window']} positions).")
-gaps
 
 # %% [markdown]
 # ### Tables 3, 5 and 8 beside the paper
@@ -141,7 +138,6 @@ save_metrics({"M": m["M"], "M_se": m["M_se"], "F": m["F"],
               "text_accuracy_pct": average["t5"]["student_text_acc"],
               "text_gap_points": average["t5"]["student_text_gap"],
               "second_voice_gap_points": average["t8"]["student_voice2_gap"]}, reports)
-table3
 
 # %% [markdown]
 # ## Training curves

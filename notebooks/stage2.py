@@ -36,7 +36,11 @@ from salad.analysis import paper_tables
 from salad.config import load_params, stage2_cell_name
 from salad.analysis.report import save_figure, save_metrics, save_table
 from salad.analysis.category_gains import mmsu_category_gains
-from salad.analysis.results import checkpoint_positions, stage2_per_task, stage2_results
+from salad.analysis import figures
+from salad.analysis.results import (best_format_detail, binomial_se, checkpoint_positions, stage2_per_task,
+                                    stage2_results)
+from salad.evaluation.benchmarks import summarize
+from salad.storage.atomic import read_jsonl
 
 root = Path(root)
 params = load_params(params_path)
@@ -72,12 +76,13 @@ for i, col in enumerate(share_cols):
     ax_share.barh([v + (i - (len(share_cols) - 1) / 2) * height for v in y], clusters[col], height=height, label=label)
 ax_share.set(yticks=list(y), yticklabels=clusters["label"], xlabel="share of the corpus")
 ax_share.invert_yaxis()
-ax_share.legend(fontsize=8)
+ax_share.set_title("where each corpus falls among the clusters", fontsize=10)
 ax_m.errorbar(clusters["M"], list(y), xerr=clusters["M_se"], fmt="o", color="black")
 ax_m.set(xlabel="M(c): Stage I L_DIST on probes (nats per token)")
+ax_m.set_title("misalignment per cluster (± se)", fontsize=10)
+figures.legend_outside(fig, ax_share)
 fig.tight_layout()
 save_figure(fig, "active_domains", reports)
-clusters
 
 # %% [markdown]
 # ## Stage II: the γ × budget sweep (Figure 6) and uniform vs active selection (Table 4)
@@ -110,19 +115,20 @@ panels = [("speech_accuracy", "speech accuracy (average)"), ("text_accuracy", "t
 fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
 gamma_colors = plt.cm.plasma([i / max(1, len(params.active.gammas) - 1) * 0.85
                               for i in range(len(params.active.gammas))])
+shift = figures.offsets(len(params.active.gammas), log=True, spread=0.08)
 for ax, (key, label) in zip(axes, panels):
-    for gamma, color in zip(params.active.gammas, gamma_colors):
+    for gamma, color, marker, factor in zip(params.active.gammas, gamma_colors, figures.MARKERS, shift):
         row = cells[cells["gamma"] == gamma].sort_values("budget")
-        ax.plot(row["budget"] * 100, row[key], "o-", color=color, label=f"γ = {gamma:g}")
-        if key == "M":
-            ax.fill_between(row["budget"] * 100, row["M"] - row["M_se"], row["M"] + row["M_se"], color=color,
-                            alpha=0.15)
+        ax.errorbar(row["budget"] * 100 * factor, row[key], yerr=row[f"{key}_se"], fmt=f"{marker}-", color=color,
+                    markersize=5, capsize=2, label=f"γ = {gamma:g}")  # offsets keep coinciding γ visible
     ax.axhline(stage1_row[key], color="gray", linestyle="--", label="Stage I")
-    ax.set(xscale="log", xlabel="synthesis budget (% of D_speech audio)", ylabel=label)
-axes[0].legend(fontsize=8)
+    if key.endswith("accuracy"):
+        figures.chance_line(ax, cells["chance"].mean())
+    ax.set(xscale="log", xlabel="synthesis budget (% of D_speech audio)", ylabel=f"{label}, ± se")
+    ax.set_title(label.split(" (")[0], fontsize=10)
+figures.legend_outside(fig, axes[-1])
 fig.tight_layout()
 save_figure(fig, "figure6_stage2_gamma_budget", reports)
-table4
 
 # %% [markdown]
 # ## Figure 7: per-category MMSU gains from Stage I to Stage II
@@ -149,9 +155,9 @@ ax.set(ylabel="Stage II − Stage I accuracy (points)",
        title=f"MMSU per category: {int(order['improved'].sum())} of {len(order)} significant gains "
              f"(Holm-adjusted p < 0.05, green)")
 ax.tick_params(axis="x", rotation=35)
+ax.set_xticks(range(len(order)), order["category"], ha="right")
 fig.tight_layout()
 save_figure(fig, "figure7_mmsu_categories", reports)
-categories
 
 # %% [markdown]
 # ## Figure 8: per-task speech accuracy over training, Stage I then Stage II
@@ -166,17 +172,26 @@ pre_decay = checkpoint_positions(root / "data" / "models" / "student" / "pre_dec
 seen = {column: pre_decay + json.loads((root / "metrics" / "stage2" / column / "train.json").read_text())["positions"]
         for column in (uniform, active)}
 tasks = [t for t in per_task["task"] if t != "average"]
-fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 3.2), sharey=False)
+# each task's item count and chance level, from the active cell's records (every model here: the same items)
+items = best_format_detail(summarize(read_jsonl(root / "data" / "stage2" / active / "eval.jsonl")), "speech",
+                           evaluate["headline"])
+fig, axes = plt.subplots(1, len(tasks), figsize=(2.8 * len(tasks), 3.2), sharey=False)
 for ax, task in zip(axes, tasks):
     r = per_task[per_task["task"] == task].iloc[0]
-    ax.plot([stage1_positions], [100 * r["Stage I"]], "o", color="gray", label="Stage I")
-    for name, column, style in (("uniform", uniform, dict(marker="D", markersize=11, markerfacecolor="none",
-                                                          color="C0")),
-                                (f"active γ = {params.active.gamma:g}", active, dict(marker="s", color="C3"))):
-        ax.plot([seen[column]], [100 * r[column]], linestyle="none", label=f"Stage II, {name}", **style)
+    n, chance = items[task]["n"], items[task]["chance"]
+    for name, column, x, style in (
+            ("Stage I", "Stage I", stage1_positions, dict(marker="o", color="gray")),
+            ("Stage II, uniform", uniform, seen[uniform] * 0.97, dict(marker="D", markerfacecolor="none",
+                                                                       color="C0")),
+            (f"Stage II, active γ = {params.active.gamma:g}", active, seen[active] * 1.03,
+             dict(marker="s", color="C3"))):  # the two Stage II models trained as long: offset to stay visible
+        ax.errorbar([x], [100 * r[column]], yerr=[100 * binomial_se(r[column], n)], linestyle="none", capsize=3,
+                    label=name, **style)
+    figures.chance_line(ax, 100 * chance)
     ax.set(title=task, xlabel="training positions")
-axes[0].set_ylabel(f"speech {evaluate['headline']} (%)")
-axes[-1].legend(fontsize=7)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+axes[0].set_ylabel(f"speech {evaluate['headline']} (%, ± binomial se)")
+figures.legend_outside(fig, axes[0])
 fig.tight_layout()
 save_figure(fig, "figure8_stage1_vs_stage2", reports)
 

@@ -165,3 +165,17 @@ def test_a_missing_teacher_is_one_readable_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.count("\n") == 0
     assert "teacher folder" in err and "does not exist: run the teacher stage" in err
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_and_every_option_has_help(name):
+    """`salad <command> --help` says what the command does in a line and what each option is (not only its
+    default); a new parameter needs its line in OPTION_HELP or, in a dataclass, a field docstring."""
+    assert COMMANDS[name].help.strip()
+    parser = build_parser([name])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    for action in sub._actions:
+        if action.dest == "help":
+            continue
+        text = (action.help or "").strip()
+        assert text and not text.startswith("(default"), (name, action.option_strings or action.dest, text)

@@ -1,14 +1,17 @@
 """End-to-end smoke repro: the real dvc.yaml on the tiny params/ci.yaml profile, in a fresh copy of the repository.
 
-It proves, in one run: every stage executes and writes its declared outputs; the run is offline (every Python
-process refuses network access through the offline guard, and none was attempted); a second `dvc repro` does
-nothing; forcing the training and measurement again gives identical metrics; `dvc exp run -S alpha=0.5` works and
-`dvc exp show` lists M and F for both α.
+It proves, in one run: the README's commands work as printed (read from the README itself) from a shell that activated
+nothing, with PROFILE=params/ci.yaml; the profile runs in its own tree (runs/ci) and leaves the committed default
+results untouched; every stage executes and writes its declared outputs; the run is offline (every Python process
+refuses network access through the offline guard, and none was attempted); a second `dvc repro` does nothing;
+forcing the training and measurement again gives identical metrics; the README's sweep works and `dvc exp show`
+lists M and F for both α, in a table that fits 120 columns; a params typo stops DVC before any output is touched.
 """
 
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,10 +40,29 @@ def sh(cmd, cwd, env, timeout=HANG_GUARD_S):
     return r.stdout + r.stderr
 
 
+def readme_commands(section: str) -> list[str]:
+    """The command lines of the README's bash blocks under the heading `## <section>`, as printed there."""
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"\n## {section}\n")
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end >= 0 else None]
+    blocks = re.findall(r"```bash\n(.*?)```", body, flags=re.S)
+    assert blocks, f"README section {section!r} has no bash block"
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def without_venv(path: str) -> str:
+    """PATH without this project's .venv/bin: the README's commands must work without activating anything."""
+    venv = Path(sys.executable).parent.resolve()
+    return os.pathsep.join(p for p in path.split(os.pathsep) if p and Path(p).resolve() != venv)
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the working tree (tracked and untracked-but-not-ignored files) on the CI profile, committed."""
-    dest = tmp_path_factory.mktemp("salad")
+def clone(tmp_path_factory):
+    """The repository as a fresh clone holds it (tracked and untracked-but-not-ignored files, committed), with this
+    checkout's installed .venv (`make` finds it installed), and the environments of a reader who has activated
+    nothing (`plain`) and of the checks below (`tools`: .venv/bin on PATH)."""
+    dest = tmp_path_factory.mktemp("clone")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -48,14 +70,42 @@ def project(tmp_path_factory):
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    shutil.copy(dest / "params" / "ci.yaml", dest / "params.yaml")
-    bindir = Path(sys.executable).parent
+    (dest / ".venv").symlink_to(REPO / ".venv")
     log = dest.parent / "network.log"
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ.get('PATH', '')}", PYTHONPATH=str(GUARD),
-               SALAD_NETWORK_LOG=str(log), GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost",
-               GIT_COMMITTER_NAME="ci", GIT_COMMITTER_EMAIL="ci@localhost")
-    sh("git init -q -b main && git add -A && git commit -q -m 'ci profile'", dest, env)
-    return dest, env, log
+    git = dict(GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@localhost", GIT_COMMITTER_NAME="ci",
+               GIT_COMMITTER_EMAIL="ci@localhost")
+    plain = dict(os.environ, PATH=without_venv(os.environ.get("PATH", "")), PYTHONPATH=str(GUARD),
+                 SALAD_NETWORK_LOG=str(log), PROFILE="params/ci.yaml", COLUMNS="120", **git)
+    for leaked in ("VIRTUAL_ENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # as if run from a fresh shell
+        plain.pop(leaked, None)
+    tools = dict(plain, PATH=f"{Path(sys.executable).parent}:{plain['PATH']}")
+    tools.pop("PROFILE")
+    sh("git init -q -b main && git add -A && git commit -q -m clone", dest, tools)
+    return dest, plain, tools, log
+
+
+def committed_results(root: Path) -> dict[str, bytes]:
+    """The default world's committed results in a tree."""
+    files = {"dvc.lock": (root / "dvc.lock").read_bytes()}
+    for top in ("metrics", "dvclive", "reports"):
+        files.update({str(p.relative_to(root)): p.read_bytes() for p in sorted((root / top).rglob("*"))
+                      if p.is_file()})
+    return files
+
+
+@pytest.fixture(scope="module")
+def project(clone):
+    """The README's "Two commands" (but `make test`: that is this run) on the CI profile, as printed, from a shell
+    that activated nothing: `make repro` with PROFILE=params/ci.yaml runs the pipeline in runs/ci/."""
+    dest, plain, tools, log = clone
+    before = committed_results(dest)
+    commands = [c for c in readme_commands("Two commands") if not c.startswith("make test")]
+    assert commands and commands[0].startswith("make repro"), commands
+    for command in commands:
+        sh(command, dest, plain)
+    # the profile ran in its own tree: the default world's committed results are untouched
+    assert committed_results(dest) == before
+    return dest / "runs" / "ci", tools, log
 
 
 def read_metrics(root: Path, name: str) -> dict:
@@ -127,16 +177,29 @@ def test_repro_runs_every_stage_offline_and_is_idempotent(project):
     assert read_metrics(root, "measure") == before
 
 
-def test_exp_run_sweeps_alpha(project):
-    root, env, log = project
-    sh("git add -A && git commit -q -m 'results alpha=1' --allow-empty", root, env)
-    out = sh("dvc exp run -S alpha=0.5", root, env)
-    # the grid has its own alphas: a new main alpha reruns the main run only
-    assert "Running stage 'train'" in out and "Running stage 'grid-" not in out, out
+def test_readme_sweep_commands_work_as_printed(clone, project):
+    """The README's "Sweeps and experiments" block, line by line as printed, from a shell that activated nothing, on
+    the CI profile's tree; the tables fit a 120-column terminal."""
+    dest, plain, _, log = clone
+    root, tools, _ = project
+    printed = {}
+    for command in readme_commands("Sweeps and experiments"):
+        printed[command.split("#")[0].strip()] = sh(command, dest, plain)
     assert not log.exists(), f"network access attempted:\n{log.read_text()}"
-    shown = subprocess.run("dvc exp show --json", cwd=root, env=env, shell=True, capture_output=True, text=True)
+    run = next(out for cmd, out in printed.items() if cmd.startswith("make exp-run"))
+    # the grid has its own alphas: a new main alpha reruns the main run only
+    assert "Running stage 'train'" in run and "Running stage 'grid-" not in run, run
+    for cmd in ("make exp-show", "make metrics-show"):
+        table = [line for line in printed[cmd].splitlines() if not line.startswith(("cd ", "make"))]
+        assert max(map(len, table)) <= 120 and "…" not in printed[cmd], "\n".join(table)
+        assert any("gap_speech" in line for line in table), printed[cmd]
+    assert "alpha" in printed["make exp-show"] and "0.5" in printed["make exp-show"]
+    plots = printed["make plots-show"]
+    assert "warning" not in plots.lower() and "nonetype" not in plots.lower(), plots
+    assert (root / "dvc_plots" / "index.html").is_file()
+
+    shown = subprocess.run("dvc exp show --json", cwd=root, env=tools, shell=True, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
-    table = json.loads(shown.stdout)
     rows = []
 
     def walk(node):
@@ -150,13 +213,14 @@ def test_exp_run_sweeps_alpha(project):
             for v in node:
                 walk(v)
 
-    walk(table)
+    walk(json.loads(shown.stdout))
     seen = {}
     for data in rows:
         alpha = data["params"].get("params.yaml", {}).get("data", {}).get("alpha")
-        measure = data["metrics"].get("metrics/measure.json", {}).get("data", {})
-        if alpha is not None and "M" in measure and "F" in measure:
-            seen[alpha] = (measure["M"], measure["F"])
+        headline = data["metrics"].get("metrics/headline.json", {}).get("data", {})
+        assert set(data["metrics"]) <= {"metrics/headline.json"}, set(data["metrics"])  # one small metrics file
+        if alpha is not None and "M" in headline and "F" in headline:
+            seen[alpha] = (headline["M"], headline["F"])
     assert {0.5, 1.0} <= set(seen), seen
 
 

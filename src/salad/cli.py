@@ -10,6 +10,7 @@ stage (dvc.yaml's header states the rule; tests/test_dvc_deps.py checks it).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import importlib
 import inspect
@@ -56,6 +57,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("salad.stages.train:train", "Stage I training of the speech-adapted LM"),
     "measure": Command("salad.stages.measure:measure", "misalignment M and forgetting F"),
     "evaluate": Command("salad.stages.evaluate:evaluate", "benchmarks in text and speech mode"),
+    "headline": Command("salad.stages.headline:headline",
+                        "metrics/headline.json: M, F, average accuracies and gaps of the main run (dvc exp show)"),
     "grid-train": Command("salad.stages.grid:train_cell",
                           "train one cell (alpha, data) of the analysis grid, every budget"),
     "grid-measure": Command("salad.stages.grid:measure_cell", "M and F of every model of a grid cell"),
@@ -81,6 +84,8 @@ COMMANDS: dict[str, Command] = {
     "report-index": Command("salad.stages.report:report_index",
                             "reports/README.md from the artifact registry, dvc.yaml and the rendered reports"),
     # tools around the pipeline (not DVC stages)
+    "profile-workspace": Command("salad.profiles:profile_workspace",
+                                 "create or update runs/<profile>/, the work tree where a profile runs (make PROFILE=)"),
     "baseline": Command("salad.cli:baseline",
                         "score another speech LLM (Tables 3 and 5) on the evaluate stage's items"),
     "check-profile": Command("salad.cli:check_profile", "validate a profile end to end on tiny stand-ins of its "
@@ -94,6 +99,80 @@ COMMANDS: dict[str, Command] = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # Options from a signature
+
+OPTION_HELP: dict[str, str] = {
+    # what a parameter of a command's function means, by its name (one meaning per name across the commands)
+    "out": "where this command writes its output (a stage's declared out in dvc.yaml; written atomically)",
+    "out_path": "where this command writes its output (a stage's declared out in dvc.yaml; written atomically)",
+    "params": "the params file: every section validated before any work",
+    "params_path": "the params file: every section validated before any work",
+    "cfg": "the params file (this command reads its own section)",
+    "metrics_path": "the stage's metrics JSON (what the reports read)",
+    "teacher_dir": "the teacher's folder (salad teacher): its LM and the tokenizer every stage uses",
+    "model_dir": "the student's folder (salad train, grid-train or stage2-train)",
+    "stage1_dir": "the Stage I student's folder; Stage II resumes its pre-decay state (pre_decay.pt)",
+    "speech": "the synthesized speech stores (salad synthesize): audio and word times per corpus",
+    "features": "the encoder features of the speech stores (salad encode)",
+    "natural": "the natural-speech store (salad natural), encoded beside the synthesized ones",
+    "prepared": "the prepared corpora (salad prepare)",
+    "raw": "the shipped raw data (text, benchmarks, LJ Speech sample)",
+    "root": "the project root: data/raw/ and data/prepared/ are read under it, relative manifest paths too",
+    "live_dir": "the DVCLive folder of the training curves",
+    "checkpoints": "where training keeps its checkpoint; a killed run resumes from it exactly",
+    "stop_after": "stop after this many optimizer steps, as if killed (for the resume tests)",
+    "corpus": "the speech corpus of Stage I's speech batches (speech: D_speech; broad: D_broad)",
+    "data": "the grid cell's data side: speech (D_speech, narrow) or broad (D_broad)",
+    "alpha": "the grid cell's distillation weight: L = alpha*KL + (1-alpha)*NLL",
+    "gamma": "the selection temperature: P_target proportional to P_web * M(c)^gamma (0: uniform)",
+    "budget": "the Stage II budget, a fraction of D_speech's audio",
+    "embeddings": "the sentence embeddings of the pool, probes and D_speech (salad active-embed)",
+    "clusters": "the balanced k-means clusters of the pool (salad active-cluster)",
+    "probes": "the probe documents spoken and encoded (salad active-probes)",
+    "misalignment": "M(c) of the Stage I model per cluster (salad active-misalignment's metrics)",
+    "select_dir": "D_active of this gamma (salad active-select)",
+    "metrics": "the baseline's metrics JSON (default: metrics/baselines/<name>.json)",
+    "measure_path": "the measure stage's metrics (M, F)",
+    "evaluate_path": "the evaluate stage's metrics (best formats, gaps)",
+    "notebook": "the report notebook (jupytext percent format, notebooks/<name>.py)",
+    "timeout": "seconds a notebook cell may run",
+    "reports": "the reports folder, one subfolder per notebook",
+    "profile": "a params file of the same schema (a profile under params/)",
+    "repo": "the project whose sources the work tree copies",
+    "name": "the baseline to score (a key of salad.baselines.speech_llms.BASELINES)",
+    "model": "the local folder of the baseline's weights",
+    "asr_model": "a local Whisper folder for the cascade's transcripts (default: the oracle transcript)",
+    "reference": "the backbone's text records (the evaluate stage's teacher.jsonl): adds the gaps of Tables 3 and 5",
+    "modes": "the modes to score the baseline in",
+    "limit": "score only the first N items of each task (a quick look)",
+    "device": "a torch device (default: cuda when available, else cpu)",
+    "work": "a folder for the stand-ins and their outputs (default: a temporary folder, removed)",
+    "list_only": "only list the local files the profile reads and how to get them (no stand-ins; exit status 0)",
+    "json": "print the estimate as JSON",
+}
+"""Each option's help. A parameter of a dataclass (estimate's Rates) takes its help from the field's docstring."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under a dataclass's fields (`x: int = 1` then `\"\"\"what x is\"\"\"`)."""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr) \
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _help(text: str | None, default: str | None) -> str:
+    parts = [t for t in (text, None if default is None else f"(default: {default})") if t]
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -183,19 +262,22 @@ def options(function: Callable) -> list[Option]:
     result = []
     for p in inspect.signature(function).parameters.values():
         hint, default, required = hints.get(p.name), p.default, p.default is inspect.Parameter.empty
-        shown = {} if required else {"default": argparse.SUPPRESS, "help": f"(default: {_shown(default)})"}
+        described = OPTION_HELP.get(p.name)
+        shown = ({"help": _help(described, None)} if required else
+                 {"default": argparse.SUPPRESS, "help": _help(described, _shown(default))})
         reader = _params_reader(p.name, hint)
         if reader is not None:
             result.append(Option(p.name, "--params", {"type": Path, "default": PARAMS_FILE,
-                                                      "help": f"params file (default: {PARAMS_FILE})"}, reader))
+                                                      "help": _help(described, str(PARAMS_FILE))}, reader))
         elif dataclasses.is_dataclass(hint):  # one option per field, e.g. estimate's Rates
             base = hint() if required else default
-            field_hints = typing.get_type_hints(hint)
+            field_hints, docs = typing.get_type_hints(hint), field_docs(hint)
             for f in dataclasses.fields(hint):
                 value = getattr(base, f.name)
                 kwargs, read = _argument(field_hints[f.name], value)
                 result.append(Option(p.name, f"--{option_name(f.name)}", {
-                    **kwargs, "default": argparse.SUPPRESS, "help": f"(default: {_shown(value)})"}, read, field=f.name))
+                    **kwargs, "default": argparse.SUPPRESS, "help": _help(docs.get(f.name), _shown(value))}, read,
+                    field=f.name))
         else:
             try:
                 kwargs, read = _argument(hint, default)
@@ -273,8 +355,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def _leave_process_group() -> None:
+    """Leave a torchrun process group that a command joined. A rank that exits with its gloo or NCCL group still up
+    can abort in the C++ teardown ("terminate called without an active exception"), failing a finished run."""
+    distributed = sys.modules.get("torch.distributed")  # never imported here only to ask
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    atexit.register(_leave_process_group)  # registering twice runs it twice: harmless, it checks first
     show_traceback = "--traceback" in argv
     argv = [a for a in argv if a != "--traceback"]
     name = next((a for a in argv if not a.startswith("-")), None)
@@ -316,19 +407,27 @@ def baseline(params: Params, name: str, model: Path, root: Path = Path("."), spe
 
 
 def check_profile(profile: Path, /, work: Path | None = None, raw: Path = Path("data/raw"),
-                  out: Path | None = None) -> None:
+                  out: Path | None = None, list_only: bool = False) -> None:
     """Validate the params file `profile` on stand-ins in `work` (default: a temporary folder, removed) and print the
-    report; `out`: also write it as JSON there."""
+    report; `out`: also write it as JSON there. Fails (exit status 1) when a local file the profile reads is missing,
+    after the whole report; `list_only`: only list those files and how to get them (no stand-ins, exit status 0)."""
     import tempfile
 
     import salad.scale.check_profile as profile_check
 
+    if list_only:
+        print(profile_check.format_needs(profile_check.needs(load_checked_params(profile)), profile))
+        return
     with tempfile.TemporaryDirectory(prefix="salad-check-") as tmp:
         report = profile_check.check_profile(profile, work or tmp, raw=raw)
     if out:
         from salad.storage.atomic import write_json
         write_json(out, json.loads(json.dumps(report, default=str)))
     print(profile_check.format_report(report))
+    missing = [n["param"] for n in report["needs"] if not n["present"]]
+    if missing:
+        raise SystemExit(f"salad check-profile: {len(missing)} local file(s) the profile reads are missing: "
+                         f"{', '.join(missing)} (how to get each is listed above)")
 
 
 def estimate(params: Params, rates: Rates = Rates(), json: bool = False) -> dict | None:

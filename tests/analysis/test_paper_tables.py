@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from salad.analysis import paper_tables
@@ -116,12 +117,14 @@ def test_stage2_results_put_stage1_first_on_the_cells_items(tmp_path):
         records = [record("obqa", f, m, str(i), acc) for f in ("a", "b") for m in ("speech", "text") for i in (0, 1)]
         (cell / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (cell / "measure.json").write_text(json.dumps({"M": gamma, "M_se": 0.0, "F": 0.5}))
-        results = {"obqa": {f: {m: {"acc_norm": acc} for m in ("speech", "text")} for f in ("a", "b")}}
+        results = {"obqa": {f: {m: {"acc_norm": acc, "n": 2, "chance": 0.25} for m in ("speech", "text")}
+                            for f in ("a", "b")}}
         (cell / "evaluate.json").write_text(json.dumps({"results": results}))
     table = stage2_results(params, tmp_path, tmp_path / "stage1.jsonl", tmp_path / "stage2")
     assert list(table.stage) == ["I", "II", "II"] and list(table.gamma[1:]) == [0.0, 5.0]
     assert table.speech_accuracy[0] == 0.5  # Stage I on the cells' items 0 and 1 (format a): one right
     assert list(table.speech_accuracy[1:]) == [0.0, 1.0] and table.active_documents[1] == 3
+    assert table.speech_accuracy_se[0] == pytest.approx(np.sqrt(0.25 / 2)) and list(table.chance) == [0.25] * 3
     per_task = stage2_per_task(params, tmp_path / "stage1.jsonl", tmp_path / "stage2", [(5.0, 0.01)])
     assert list(per_task.columns) == ["task", "Stage I", "5.0-0.01"]
     with pytest.raises(ValueError, match="not in active.gammas"):
@@ -145,10 +148,14 @@ def write_cell(root: Path, data: str, alpha: float, values: dict):
 
 
 def format_results(a, b, c):
-    """Two tasks: one with two formats (the best of a and b counts), one with one (c); text mode 1 − those."""
-    return {"t1": {"f1": {"speech": {"acc_norm": a}, "text": {"acc_norm": 1 - a}},
-                   "f2": {"speech": {"acc_norm": b}, "text": {"acc_norm": 1 - b}}},
-            "t2": {"f1": {"speech": {"acc_norm": c}, "text": {"acc_norm": 1 - c}}}}
+    """Two tasks: one with two formats (the best of a and b counts; 10 items, 2 choices), one with one (c; 20 items,
+    4 choices); text mode 1 − those."""
+    def summary(x, n, chance):
+        return {"acc_norm": x, "n": n, "chance": chance}
+
+    return {"t1": {"f1": {"speech": summary(a, 10, 0.5), "text": summary(1 - a, 10, 0.5)},
+                   "f2": {"speech": summary(b, 10, 0.5), "text": summary(1 - b, 10, 0.5)}},
+            "t2": {"f1": {"speech": summary(c, 20, 0.25), "text": summary(1 - c, 20, 0.25)}}}
 
 
 def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
@@ -163,6 +170,9 @@ def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
     assert (row.positions, row.M, row.F) == (505, 2.0, 11.0)
     assert row.speech_accuracy == pytest.approx((0.3 + 0.6) / 2)        # best of 0.3 and 0.3 for t1
     assert row.text_accuracy == pytest.approx((0.7 + 0.4) / 2)          # best of 0.7 and 0.7 for t1
+    # binomial standard errors of the two tasks' best formats, averaged as independent; the mean chance level
+    assert row.speech_accuracy_se == pytest.approx(np.sqrt(0.3 * 0.7 / 10 + 0.6 * 0.4 / 20) / 2)
+    assert row.chance == pytest.approx((0.5 + 0.25) / 2)
     row = table[(table.alpha == 0.0) & (table.budget == 1000)].iloc[0]
     assert row.positions == 1010 and row.speech_accuracy == pytest.approx((0.4 + 0.6) / 2)
     assert list(table.budget[:3]) == [250, 500, 1000]

@@ -128,3 +128,62 @@ def test_a_figure_saved_by_two_processes_has_the_same_bytes(tmp_path):
         a, b = ((out / "figures" / f"training_and_misalignment.{ext}").read_bytes() for out in outs)
         assert a == b, ext
     assert b"<dc:date>" not in (outs[0] / "figures" / "training_and_misalignment.svg").read_bytes()
+
+
+TINY_NOTEBOOK = '''# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+params_path = "params.yaml"
+reports = "reports"
+root = "."
+
+# %%
+import matplotlib.pyplot as plt
+import transformers  # imports tqdm.auto, which warns in a kernel without ipywidgets
+
+import pandas as pd
+
+from salad.analysis.report import save_figure, save_table
+
+save_table(pd.DataFrame({"measure": ["M"], "value": [0.07]}), "misalignment_forgetting", reports, caption="a caption")
+fig, ax = plt.subplots()
+ax.plot([0, 1], [1, 0], "o-")
+save_figure(fig, "training_and_misalignment", reports)
+print(params_path, reports, root)
+'''
+
+
+def test_an_executed_notebook_shows_its_figures_inline_and_names_no_machine(tmp_path, monkeypatch):
+    """report(): each figure inline as the very png beside it and each table under its caption; relative parameters;
+    no timestamps, durations or temporary paths; no stderr; so the same notebook executed twice has the same bytes."""
+    import base64
+
+    from salad.stages.report import report
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "stage1.py").write_text(TINY_NOTEBOOK)
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    monkeypatch.chdir(tmp_path)
+    executed = []
+    for attempt in range(2):
+        report(tmp_path / "notebooks" / "stage1.py", tmp_path / "reports" / "stage1", tmp_path / "params.yaml")
+        executed.append((tmp_path / "reports" / "stage1" / "stage1.ipynb").read_bytes())
+    assert executed[0] == executed[1]
+    text = executed[0].decode()
+    assert str(tmp_path) not in text and "/tmp" not in text and "start_time" not in text, text
+    nb = json.loads(text)
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    images = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    png = (tmp_path / "reports" / "stage1" / "figures" / "training_and_misalignment.png").read_bytes()
+    assert len(images) == 1 and base64.b64decode(images[0]) == png
+    assert not [o for o in outputs if o.get("name") == "stderr"]
+    shown = [o["data"] for o in outputs if "text/html" in o.get("data", {}) or "text/markdown" in o.get("data", {})]
+    assert any("a caption" in "".join(d.get("text/markdown", "")) for d in shown)  # the table, under its caption
+    assert any("0.07" in "".join(d.get("text/html", "")) for d in shown)
+    assert any("params.yaml reports/stage1 ." in "".join(o.get("text", "")) for o in outputs)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -134,11 +135,41 @@ def test_the_paper_profiles_name_the_papers_corpora():
 
 # ----------------------------------------------------------------------------------------- check-profile
 
+@pytest.mark.parametrize("profile", ["paper-3b", "paper-7b"])
+def test_check_profile_list_only_prints_download_commands_the_pinned_hf_accepts(profile, capsys):
+    """--list-only lists without building stand-ins and exits 0; every `hf download` it prints uses only options
+    of the pinned huggingface-hub's `hf download` and names one repository."""
+    import shlex
+    import subprocess
+    import sys
+
+    from salad.config import load_params
+    from salad.scale.check_profile import needs, runnable
+
+    assert main(["check-profile", str(REPO / "params" / f"{profile}.yaml"), "--list-only"]) == 0
+    printed = capsys.readouterr().out
+    assert "[MISSING] teacher.pretrained" in printed and "stand-ins" not in printed
+    hf = Path(sys.executable).parent / "hf"
+    accepted = set(re.findall(r"(--[a-z-]+)", subprocess.run([str(hf), "download", "--help"], capture_output=True,
+                                                            text=True, check=True).stdout))
+    commands = [runnable(n.source) for n in needs(load_params(REPO / "params" / f"{profile}.yaml"))]
+    downloads = [c.split(" (")[0] for c in commands if c.startswith(".venv/bin/hf download ")]
+    assert len(downloads) >= 5, commands
+    for command in downloads:
+        words = shlex.split(command)[2:]
+        flags = {w for w in words if w.startswith("--")}
+        assert flags <= accepted, (command, flags - accepted)
+        repo_id = words[0]
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id), command
+        assert f"{command}" in printed or any(command in line for line in printed.splitlines()), command
+
+
 @pytest.mark.slow
 def test_check_profile_runs_the_3b_profile_on_stand_ins(tmp_path, capsys):
     work = tmp_path / "work"
-    assert main(["check-profile", str(REPO / "params" / "paper-3b.yaml"), "--work", str(work),
-                 "--raw", str(REPO / "data" / "raw"), "--out", str(tmp_path / "report.json")]) == 0
+    with pytest.raises(SystemExit, match="missing: teacher.pretrained"):  # here nothing is downloaded: exit 1
+        main(["check-profile", str(REPO / "params" / "paper-3b.yaml"), "--work", str(work),
+              "--raw", str(REPO / "data" / "raw"), "--out", str(tmp_path / "report.json")])
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ok"] and set(report["stages"]) == {"prepare", "stand-ins", "teacher", "synthesize", "encode",
@@ -150,6 +181,7 @@ def test_check_profile_runs_the_3b_profile_on_stand_ins(tmp_path, capsys):
                                                     "--local-dir models/Qwen2.5-3B")
     assert "kyutai/moshiko-pytorch-bf16 tokenizer-e351c8d8-checkpoint125.safetensors" in need["encode.mimi_weights"]["source"]
     assert "[MISSING] teacher.pretrained: models/Qwen2.5-3B" in printed and "profile OK on stand-ins" in printed
+    assert "get it: .venv/bin/hf download Qwen/Qwen2.5-3B --local-dir models/Qwen2.5-3B" in printed
     tmp_path = work
     teacher = json.loads((tmp_path / "teacher.json").read_text())
     assert teacher["pretrained"] == str(tmp_path / "standins" / "qwen2")  # adopted through teacher.pretrained

@@ -171,3 +171,18 @@ def test_bad_settings_raise() -> None:
         EspeakTTS(rate=1000)
     with pytest.raises(ValueError, match="sample_rate"):
         EspeakTTS(sample_rate=0)
+
+
+def test_two_worker_processes_synthesize_the_same_store_as_one(tmp_path) -> None:
+    """espeak-ng in spawned worker processes (the sharded synthesize stage with workers: 2) writes the same bytes
+    as in this process: each worker builds its own voice, seeded the same way."""
+    from salad.speech.synthesis import synthesize_corpus
+
+    records = [{"id": f"d{i}", "text": s} for i, s in enumerate(SENTENCES[:4])]
+    stores = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        synthesize_corpus(EspeakTTS(voice="en-us+f3"), records, out, "toy", workers=workers, shard_docs=2, rank=0,
+                          world_size=1)
+        stores[workers] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len(stores[1]) > 2 and stores[1] == stores[2]

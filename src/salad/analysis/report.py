@@ -35,6 +35,20 @@ def save_table(df: pd.DataFrame, name: str, reports: str | Path, caption: str = 
     with atomic_path(tables / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
     write_text(tables / f"{name}.md", (f"{caption}\n\n" if caption else "") + markdown_table(df))
+    show_inline_table(df, name, caption)
+
+
+def show_inline_table(df: pd.DataFrame, name: str, caption: str) -> None:
+    """Show a saved table, under its name and caption, in the notebook that runs this (nothing outside one): the
+    executed notebook then holds every table it wrote."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Markdown(f"**Table `{name}`**" + (f": {caption}" if caption else "")))
+        display(df)
 
 
 def save_figure(fig, name: str, reports: str | Path) -> None:
@@ -48,6 +62,22 @@ def save_figure(fig, name: str, reports: str | Path) -> None:
             with atomic_path(figures / f"{name}.{ext}") as tmp:
                 fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight",
                             metadata={"Date": None} if ext == "svg" else None)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    show_inline(figures / f"{name}.png")
+
+
+def show_inline(png: Path) -> None:
+    """Show the png just written in the notebook that runs this (nothing outside one): the executed notebook then
+    holds every figure inline, the very bytes of the file beside it, whatever matplotlib backend the kernel has."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Image(filename=str(png)))
 
 
 def save_metrics(values: dict[str, float], reports: str | Path) -> None:

@@ -17,8 +17,41 @@ import pandas as pd
 import torch
 
 from salad.config import Params, checked_stage2_cell_name, grid_cell_name, stage2_cell_name
-from salad.evaluation.benchmarks import HEADLINE, average_accuracy, best_format_accuracy, summarize
+from salad.evaluation.benchmarks import HEADLINE, average_accuracy, best_format, best_format_accuracy, summarize
 from salad.storage.atomic import read_jsonl
+
+
+def binomial_se(p: float, n: int) -> float:
+    """The standard error of an accuracy p measured on n independent items: sqrt(p(1-p)/n)."""
+    return float(np.sqrt(p * (1 - p) / n)) if n > 0 else float("nan")
+
+
+def best_format_detail(results: dict, mode: str, metric: str = HEADLINE) -> dict[str, dict]:
+    """{task: {"accuracy", "n", "chance", "se"}} of the best format in `mode` (the rule of best_format_accuracy) for
+    every task of one model's `summarize` output scored in `mode`; se is binomial over the task's items."""
+    detail = {}
+    for task, formats in results.items():
+        if any(mode in f for f in formats.values()):
+            fmt = best_format(formats, mode, metric)
+            if fmt is None:
+                detail[task] = {"accuracy": float("nan"), "n": 0, "chance": float("nan"), "se": float("nan")}
+                continue
+            s = formats[fmt][mode]
+            detail[task] = {"accuracy": s[metric], "n": s["n"], "chance": s["chance"],
+                            "se": binomial_se(s[metric], s["n"])}
+    return detail
+
+
+def average_with_se(results: dict, mode: str, metric: str = HEADLINE) -> tuple[float, float, float]:
+    """(average over tasks of the best format's accuracy, its standard error, the average chance level). The tasks'
+    items are independent, so se = sqrt(sum_t p_t(1-p_t)/n_t) / T; it ignores that the best of a task's formats was
+    chosen on the same items (the paper's rule), so it is a lower bound."""
+    detail = best_format_detail(results, mode, metric)
+    if not detail:
+        return float("nan"), float("nan"), float("nan")
+    accuracy = float(np.mean([d["accuracy"] for d in detail.values()]))
+    se = float(np.sqrt(sum(d["se"] ** 2 for d in detail.values()))) / len(detail)
+    return accuracy, se, float(np.mean([d["chance"] for d in detail.values()]))
 
 
 def best_accuracy(records: list[dict], mode: str, metric: str = HEADLINE) -> dict[str, float]:
@@ -67,7 +100,8 @@ def stage2_per_task(params: Params, stage1_records: Path, stage2_root: Path, cel
 def grid_results(params: Params, metrics_root: Path) -> pd.DataFrame:
     """One row per grid model: data, alpha, budget, the positions it trained on, M (± se over layouts), F, and
     the average over tasks of its best-format headline accuracy in speech and in text mode (as the paper averages
-    the best prompt format per task). Cells of `params.grid` whose metrics are missing are an error."""
+    the best prompt format per task), with their binomial standard errors and the average chance level
+    (`average_with_se`). Cells of `params.grid` whose metrics are missing are an error."""
     rows = []
     for data in params.grid.data:
         for alpha in params.grid.alphas:
@@ -84,6 +118,8 @@ def grid_results(params: Params, metrics_root: Path) -> pd.DataFrame:
                        "M": m["M"], "M_se": m["M_se"], "F": m["F"]}
                 for mode in ("speech", "text"):
                     row[f"{mode}_accuracy"] = average_accuracy(best_format_accuracy(evaluate_m["models"][budget], mode))
+                for mode in ("speech", "text"):
+                    _, row[f"{mode}_accuracy_se"], row["chance"] = average_with_se(evaluate_m["models"][budget], mode)
                 rows.append(row)
     return pd.DataFrame(rows).sort_values(["data", "alpha", "budget"], ignore_index=True)
 
@@ -97,6 +133,12 @@ def stage2_results(params: Params, metrics_root: Path, stage1_records: Path, sta
 
     def average_best(results: dict, mode: str) -> float:
         return average_accuracy(best_format_accuracy(results, mode))
+
+    def uncertainty(results: dict) -> dict:
+        out = {}
+        for m in ("speech", "text"):
+            _, out[f"{m}_accuracy_se"], out["chance"] = average_with_se(results, m)
+        return out
 
     rows, items = [], set()
     for gamma in params.active.gammas:
@@ -114,12 +156,13 @@ def stage2_results(params: Params, metrics_root: Path, stage1_records: Path, sta
             rows.append({"stage": "II", "gamma": gamma, "budget": budget, "active_documents": spent["documents"],
                          "active_seconds": spent["seconds"], "M": measured["M"], "M_se": measured["M_se"],
                          "F": measured["F"], **{f"{m}_accuracy": average_best(evaluated["results"], m)
-                                                for m in ("speech", "text")}})
+                                                for m in ("speech", "text")},
+                         **uncertainty(evaluated["results"])})
     stage1_measure = json.loads((root / "measure.json").read_text())
     stage1 = summarize([r for r in read_jsonl(stage1_records) if (r["task"], r["format"], r["mode"], r["id"]) in items])
     rows.insert(0, {"stage": "I", "gamma": float("nan"), "budget": 0.0, "active_documents": 0, "active_seconds": 0.0,
                     "M": stage1_measure["M"], "M_se": stage1_measure["M_se"], "F": stage1_measure["F"],
-                    **{f"{m}_accuracy": average_best(stage1, m) for m in ("speech", "text")}})
+                    **{f"{m}_accuracy": average_best(stage1, m) for m in ("speech", "text")}, **uncertainty(stage1)})
     return pd.DataFrame(rows)
 
 

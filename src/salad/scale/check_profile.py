@@ -29,7 +29,7 @@ from pathlib import Path
 from salad.config import Params, load_params
 from salad.stages.check_params import check_names
 
-__all__ = ["Need", "needs", "standin_params", "check_profile", "format_report"]
+__all__ = ["Need", "needs", "standin_params", "check_profile", "format_needs", "format_report", "runnable"]
 
 MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 
@@ -67,7 +67,7 @@ def needs(params: Params) -> list[Need]:
             out.append(Need(f"synthesize.{param}", str(path), _hub("hexgrad/Kokoro-82M", str(home), str(rel))))
         if s.kokoro_spacy_model:
             out.append(Need("synthesize.kokoro_spacy_model", s.kokoro_spacy_model,
-                            "python -m spacy download en_core_web_sm, then copy the package's en_core_web_sm-* folder"))
+                            "python -m spacy download en_core_web_sm, then copy the installed package's en_core_web_sm-* folder there"))
     if (params.evaluate.second_voice or "").endswith(".pt"):
         voice = params.evaluate.second_voice
         out.append(Need("evaluate.second_voice", voice,
@@ -87,7 +87,7 @@ def needs(params: Params) -> list[Need]:
                         "LibriHeavy cuts with word alignments: https://huggingface.co/datasets/pkufool/libriheavy "
                         "(and the LibriLight audio it points to); or `salad fetch` for a corpus of the profile"))
     if n.ctc_model:
-        out.append(Need("natural.ctc_model", n.ctc_model, _hub("a Wav2Vec2ForCTC checkpoint", n.ctc_model)))
+        out.append(Need("natural.ctc_model", n.ctc_model, _hub("facebook/wav2vec2-base-960h", n.ctc_model) + " (or any Wav2Vec2ForCTC checkpoint)"))
     return out
 
 
@@ -210,13 +210,31 @@ def _summary(result) -> dict | None:
     return {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool))}
 
 
+def format_needs(needs: list[Need], profile: str | Path) -> str:
+    """What the profile reads from local paths, present or MISSING, each missing one with the command that gets it
+    (run from the project root: the tools are the pinned ones in .venv/bin)."""
+    lines = [f"profile {profile}", "", "local files it reads:"]
+    for n in needs:
+        lines.append(f"  [{'present' if n.present else 'MISSING'}] {n.param}: {n.path}")
+        if not n.present:
+            lines.append(f"      get it: {runnable(n.source)}")
+    if not needs:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+def runnable(source: str) -> str:
+    """A download command as it runs from the project root with nothing activated (`hf` and `python` of .venv)."""
+    for tool in ("hf ", "python "):
+        if source.startswith(tool):
+            return f".venv/bin/{source}"
+    return source
+
+
 def format_report(report: dict) -> str:
     """The check's report as text: what to download, then every stage with its time."""
-    lines = [f"profile {report['profile']}", "", "local files it reads:"]
-    for n in report["needs"]:
-        lines.append(f"  [{'present' if n['present'] else 'MISSING'}] {n['param']}: {n['path']}")
-        if not n["present"]:
-            lines.append(f"      get it: {n['source']}")
+    needs_ = [Need(n["param"], n["path"], n["source"]) for n in report["needs"]]
+    lines = format_needs(needs_, report["profile"]).splitlines()
     lines += ["", "stages on tiny stand-ins (random weights: the numbers mean nothing, the code paths are the profile's):"]
     for name, s in report["stages"].items():
         lines.append(f"  {name:<11} ok  {s['seconds']:>7.2f} s")

@@ -9,6 +9,9 @@ What a notebook writes (salad.analysis.report) is registered in `salad.analysis.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -32,15 +35,75 @@ def report(notebook: str | Path, out: str | Path, params_path: str | Path, timeo
                          f"salad.analysis.artifacts checks names against the folder's name)")
     executed = out / f"{notebook.stem}.ipynb"
     cwd = Path.cwd()
-    values = {"params_path": str(Path(params_path).resolve()), "reports": str(out.resolve()), "root": str(cwd)}
+    # paths as given, relative to the project root where the kernel runs: the executed notebook names no machine
+    values = {"params_path": _portable(params_path, cwd), "reports": _portable(out, cwd), "root": "."}
     values.update(parameters or {})
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(executed) as target:
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(executed) as target, _kernel_env(KERNEL_ENV):
         source = Path(tmpdir) / f"{notebook.stem}.ipynb"
         jupytext.write(jupytext.read(notebook), source, fmt="ipynb")
         papermill.execute_notebook(str(source), str(target), parameters=values, kernel_name="python3",
-                                   cwd=str(cwd), execution_timeout=timeout, progress_bar=False)
+                                   cwd=str(cwd), execution_timeout=timeout, progress_bar=True)
+        target.write_text(json.dumps(reproducible(json.loads(target.read_text())), indent=1, ensure_ascii=False)
+                          + "\n")
     return {"notebook": str(notebook), "executed": str(executed), "seconds": round(time.time() - t0, 1)}
+
+
+KERNEL_ENV = {
+    # transformers imports tqdm.auto, which warns in a kernel without ipywidgets; the warning would be the only
+    # stderr output of the executed notebooks, and it names this machine's site-packages
+    # (by its message: a category outside the standard library cannot be named before site-packages are on the path)
+    "PYTHONWARNINGS": "ignore:IProgress not found",
+    # figures are written as files and shown inline as those files' png (salad.analysis.report.save_figure)
+    "MPLBACKEND": "Agg",
+}
+
+
+@contextlib.contextmanager
+def _kernel_env(values: dict[str, str]):
+    """The kernel inherits this process's environment: set `values` for the kernel's life, then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _portable(path: str | Path, cwd: Path) -> str:
+    """`path` relative to `cwd` when it lies under it (the notebook runs there), else as given."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(cwd))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
+RUN_METADATA = ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables",
+                "exception", "status")
+
+
+def reproducible(nb: dict) -> dict:
+    """An executed notebook without what changes from run to run: papermill's and the kernel's timestamps,
+    durations and temporary paths, and random cell ids (the outputs, parameters and source stay). Same inputs,
+    same bytes."""
+    nb = json.loads(json.dumps(nb))
+    papermill_meta = nb.get("metadata", {}).get("papermill", {})
+    for key in RUN_METADATA:
+        papermill_meta.pop(key, None)
+    for i, cell in enumerate(nb.get("cells", [])):
+        if "id" in cell:  # nbformat 4.5 ids, random when the source was converted: numbered instead
+            cell["id"] = f"cell-{i}"
+        meta = cell.get("metadata", {})
+        meta.pop("execution", None)
+        meta.pop("papermill", None)
+    return nb
 
 
 def report_index(reports: str | Path, out: str | Path) -> dict:
