@@ -81,6 +81,10 @@ def clone(tmp_path_factory):
     tools = dict(plain, PATH=f"{Path(sys.executable).parent}:{plain['PATH']}")
     tools.pop("PROFILE")
     sh("git init -q -b main && git add -A && git commit -q -m clone", dest, tools)
+    # `make` must find the linked .venv installed: a reinstall from here would point its editable install at this
+    # temporary copy (and break the venv for every other test once the copy is gone)
+    up_to_date = subprocess.run(["make", "-q", "install"], cwd=dest, env=plain)
+    assert up_to_date.returncode == 0, "make would reinstall .venv from the test's copy: run `make install` first"
     return dest, plain, tools, log
 
 

@@ -89,7 +89,8 @@ COMMANDS: dict[str, Command] = {
     "baseline": Command("salad.cli:baseline",
                         "score another speech LLM (Tables 3 and 5) on the evaluate stage's items"),
     "check-profile": Command("salad.cli:check_profile", "validate a profile end to end on tiny stand-ins of its "
-                                                        "models, and list the local files it needs"),
+                                                        "models (46 s for paper-3b on 2 idle cores), and list the "
+                                                        "local files it needs; exit 1 while one is missing"),
     "estimate": Command("salad.cli:estimate",
                         "dry run: audio hours, disk and GPU-hours of a profile (--params), printed"),
     "fetch": Command("salad.cli:fetch", "stream a corpus of the profile's `corpora` section into local parts "
