@@ -99,13 +99,15 @@ def committed_results(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def project(clone):
-    """The README's "Two commands" (but `make test`: that is this run) on the CI profile, as printed, from a shell
+    """The README's "Two commands" (but `make test`: that is this run) and "Profiles" blocks, as printed, from a shell
     that activated nothing: `make repro` with PROFILE=params/ci.yaml runs the pipeline in runs/ci/."""
     dest, plain, tools, log = clone
     before = committed_results(dest)
     commands = [c for c in readme_commands("Two commands") if not c.startswith("make test")]
     assert commands and commands[0].startswith("make repro"), commands
-    for command in commands:
+    profiles = readme_commands("Profiles")
+    assert any(c.startswith("make repro PROFILE=params/ci.yaml") for c in profiles), profiles
+    for command in commands + profiles:
         sh(command, dest, plain)
     # the profile ran in its own tree: the default world's committed results are untouched
     assert committed_results(dest) == before

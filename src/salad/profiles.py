@@ -27,8 +27,8 @@ DOWNLOADS = ("models", "data/corpora", "data/raw/libriheavy")
 each work tree, so one download serves every profile and the profiles' relative paths find it."""
 
 
-def _git(args: list[str], cwd: Path) -> str:
-    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def _git(args: list[str], cwd: Path, stdin: str | None = None) -> str:
+    r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=stdin)
     if r.returncode != 0:
         raise OSError(f"`git {' '.join(args)}` failed in {cwd}: {r.stderr.strip()}")
     return r.stdout
@@ -79,8 +79,11 @@ def profile_workspace(profile: Path, out: Path | None = None, repo: Path = Path(
             linked.append(name)
     if fresh:
         _git(["init", "-q", "-b", "main"], out)
-    _git(["add", "-A"], out)
-    if _git(["status", "--porcelain"], out).strip():
+    # commit the sources only: the profile's outputs are committed by whoever produced them (make repro PROFILE=)
+    _git(["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"], out, stdin="\0".join(sorted(wanted)))
+    if removed:
+        _git(["rm", "-q", "--cached", "--ignore-unmatch", "--", *removed], out)
+    if _git(["diff", "--cached", "--name-only"], out).strip():
         _git(["-c", "user.name=salad", "-c", "user.email=salad@localhost", "commit", "-q", "-m",
               f"sources of {repo.name} with {profile.name} as params.yaml"], out)
     return {"workspace": str(out), "profile": str(profile), "created": fresh, "copied": len(copied),
