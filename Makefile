@@ -41,8 +41,9 @@ ifeq ($(strip $(PROFILE)),)
 RUN_DIR := $(CURDIR)
 PROFILE_TREE :=
 else
-RUN_DIR := $(CURDIR)/runs/$(basename $(notdir $(PROFILE)))
-PROFILE_TREE := $(BIN)/salad profile-workspace --profile $(PROFILE) --out runs/$(basename $(notdir $(PROFILE)))
+PROFILE_TREE_DIR := runs/$(basename $(notdir $(PROFILE)))
+RUN_DIR := $(CURDIR)/$(PROFILE_TREE_DIR)
+PROFILE_TREE := $(BIN)/salad profile-workspace --profile $(PROFILE) --out $(PROFILE_TREE_DIR)
 endif
 # a profile's tree commits its results after each repro: the baseline that `dvc exp run` and `dvc exp show` compare to
 COMMIT_RESULTS := $(if $(PROFILE),cd $(RUN_DIR) && git add -A && (git diff --cached --quiet || git -c user.name=salad \

@@ -102,11 +102,10 @@ COMMANDS: dict[str, Command] = {
 # Options from a signature
 
 OPTION_HELP: dict[str, str] = {
-    # what a parameter of a command's function means, by its name (one meaning per name across the commands)
+    # what a parameter of a command's function means, by its name (one meaning per name across the commands); a
+    # name with a _dir or _path suffix not listed falls back to its option's name (`out_path` reads as `out`)
     "out": "where this command writes its output (a stage's declared out in dvc.yaml; written atomically)",
-    "out_path": "where this command writes its output (a stage's declared out in dvc.yaml; written atomically)",
     "params": "the params file: every section validated before any work",
-    "params_path": "the params file: every section validated before any work",
     "cfg": "the params file (this command reads its own section)",
     "metrics_path": "the stage's metrics JSON (what the reports read)",
     "teacher_dir": "the teacher's folder (salad teacher): its LM and the tokenizer every stage uses",
@@ -263,7 +262,7 @@ def options(function: Callable) -> list[Option]:
     result = []
     for p in inspect.signature(function).parameters.values():
         hint, default, required = hints.get(p.name), p.default, p.default is inspect.Parameter.empty
-        described = OPTION_HELP.get(p.name)
+        described = OPTION_HELP.get(p.name, OPTION_HELP.get(option_name(p.name).replace("-", "_")))
         shown = ({"help": _help(described, None)} if required else
                  {"default": argparse.SUPPRESS, "help": _help(described, _shown(default))})
         reader = _params_reader(p.name, hint)
@@ -364,9 +363,11 @@ def _leave_process_group() -> None:
         distributed.destroy_process_group()
 
 
+atexit.register(_leave_process_group)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    atexit.register(_leave_process_group)  # registering twice runs it twice: harmless, it checks first
     show_traceback = "--traceback" in argv
     argv = [a for a in argv if a != "--traceback"]
     name = next((a for a in argv if not a.startswith("-")), None)

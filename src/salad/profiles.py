@@ -27,6 +27,10 @@ DOWNLOADS = ("models", "data/corpora", "data/raw/libriheavy")
 each work tree, so one download serves every profile and the profiles' relative paths find it."""
 
 
+def _is_result(name: str) -> bool:
+    return any(name == r or name.startswith(r) for r in RESULTS)
+
+
 def _git(args: list[str], cwd: Path, stdin: str | None = None) -> str:
     r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, input=stdin)
     if r.returncode != 0:
@@ -38,8 +42,7 @@ def source_files(repo: Path) -> list[str]:
     """The files a clone of `repo` would hold (tracked, and untracked but not ignored, so an uncommitted edit runs
     too), less the default world's results."""
     names = _git(["ls-files", "-co", "--exclude-standard", "-z"], repo).split("\0")
-    return sorted(n for n in names if n and (repo / n).is_file() and not n.startswith("runs/")
-                  and not any(n == r or n.startswith(r) for r in RESULTS))
+    return sorted(n for n in names if n and (repo / n).is_file() and not n.startswith("runs/") and not _is_result(n))
 
 
 def profile_workspace(profile: Path, out: Path | None = None, repo: Path = Path(".")) -> dict:
@@ -48,9 +51,8 @@ def profile_workspace(profile: Path, out: Path | None = None, repo: Path = Path(
     repo = repo.resolve()
     profile = (repo / profile) if not Path(profile).is_absolute() else Path(profile)
     load_params(profile)  # a profile that does not validate stops here, before anything is copied
-    out = (repo / "runs" / profile.stem) if out is None else (repo / out)
-    inside = out.resolve().parents
-    if out.resolve() == repo or (repo in inside and repo / "runs" not in inside):
+    out = ((repo / "runs" / profile.stem) if out is None else (repo / out)).resolve()
+    if out == repo or (repo in out.parents and repo / "runs" not in out.parents):
         raise ValueError(f"the work tree of a profile goes under {repo / 'runs'}, not {out}")
     fresh = not (out / ".git").exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -67,8 +69,7 @@ def profile_workspace(profile: Path, out: Path | None = None, repo: Path = Path(
     removed = []
     if not fresh:  # sources removed here are removed there (the run's own outputs are not tracked by this tree)
         for name in _git(["ls-files", "-z"], out).split("\0"):
-            if name and name not in wanted and not any(name == r or name.startswith(r) for r in RESULTS) \
-                    and (out / name).is_file():
+            if name and name not in wanted and not _is_result(name) and (out / name).is_file():
                 (out / name).unlink()
                 removed.append(name)
     linked = []

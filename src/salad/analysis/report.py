@@ -35,20 +35,19 @@ def save_table(df: pd.DataFrame, name: str, reports: str | Path, caption: str = 
     with atomic_path(tables / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
     write_text(tables / f"{name}.md", (f"{caption}\n\n" if caption else "") + markdown_table(df))
-    show_inline_table(df, name, caption)
+    from IPython.display import Markdown
+
+    show_in_notebook(Markdown(f"**Table `{name}`**" + (f": {caption}" if caption else "")), df)
 
 
-def show_inline_table(df: pd.DataFrame, name: str, caption: str) -> None:
-    """Show a saved table, under its name and caption, in the notebook that runs this (nothing outside one): the
-    executed notebook then holds every table it wrote."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
-    except ImportError:
-        return
+def show_in_notebook(*shown) -> None:
+    """Display `shown` in the notebook that runs this, and nothing outside one: the executed notebooks then hold
+    every table and figure their stage wrote. (IPython comes with the pinned ipykernel.)"""
+    from IPython import get_ipython
+    from IPython.display import display
+
     if get_ipython() is not None:
-        display(Markdown(f"**Table `{name}`**" + (f": {caption}" if caption else "")))
-        display(df)
+        display(*shown)
 
 
 def save_figure(fig, name: str, reports: str | Path) -> None:
@@ -63,21 +62,10 @@ def save_figure(fig, name: str, reports: str | Path) -> None:
                 fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight",
                             metadata={"Date": None} if ext == "svg" else None)
     import matplotlib.pyplot as plt
+    from IPython.display import Image
 
     plt.close(fig)
-    show_inline(figures / f"{name}.png")
-
-
-def show_inline(png: Path) -> None:
-    """Show the png just written in the notebook that runs this (nothing outside one): the executed notebook then
-    holds every figure inline, the very bytes of the file beside it, whatever matplotlib backend the kernel has."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        return
-    if get_ipython() is not None:
-        display(Image(filename=str(png)))
+    show_in_notebook(Image(filename=str(figures / f"{name}.png")))  # the very bytes of the file, whatever the backend
 
 
 def save_metrics(values: dict[str, float], reports: str | Path) -> None:

@@ -54,6 +54,16 @@ def average_with_se(results: dict, mode: str, metric: str = HEADLINE) -> tuple[f
     return accuracy, se, float(np.mean([d["chance"] for d in detail.values()]))
 
 
+def accuracy_columns(results: dict) -> dict[str, float]:
+    """A results row's accuracy columns of one model's `summarize` output: `{mode}_accuracy` and `{mode}_accuracy_se`
+    for speech and text (`average_with_se`), and the average chance level."""
+    summary = {mode: average_with_se(results, mode) for mode in ("speech", "text")}
+    columns = {f"{mode}_accuracy": accuracy for mode, (accuracy, _, _) in summary.items()}
+    for mode, (_, se, chance) in summary.items():
+        columns[f"{mode}_accuracy_se"], columns["chance"] = se, chance
+    return columns
+
+
 def best_accuracy(records: list[dict], mode: str, metric: str = HEADLINE) -> dict[str, float]:
     """Per task, the best prompt format's `metric` in `mode` over `records`, and the mean over tasks ("average")."""
     tasks = best_format_accuracy(summarize(records), mode, metric)  # summarize orders the tasks
@@ -114,13 +124,9 @@ def grid_results(params: Params, metrics_root: Path) -> pd.DataFrame:
             positions = {str(b): v["positions"] for b, v in train_m.get("budgets", {}).items()}
             positions[str(params.grid.tokens)] = train_m["positions"]
             for budget, m in measure_m["models"].items():
-                row = {"data": data, "alpha": alpha, "budget": int(budget), "positions": positions[budget],
-                       "M": m["M"], "M_se": m["M_se"], "F": m["F"]}
-                for mode in ("speech", "text"):
-                    row[f"{mode}_accuracy"] = average_accuracy(best_format_accuracy(evaluate_m["models"][budget], mode))
-                for mode in ("speech", "text"):
-                    _, row[f"{mode}_accuracy_se"], row["chance"] = average_with_se(evaluate_m["models"][budget], mode)
-                rows.append(row)
+                rows.append({"data": data, "alpha": alpha, "budget": int(budget), "positions": positions[budget],
+                             "M": m["M"], "M_se": m["M_se"], "F": m["F"],
+                             **accuracy_columns(evaluate_m["models"][budget])})
     return pd.DataFrame(rows).sort_values(["data", "alpha", "budget"], ignore_index=True)
 
 
@@ -130,15 +136,6 @@ def stage2_results(params: Params, metrics_root: Path, stage1_records: Path, sta
     same items: the main `evaluate` stage's per-item records `stage1_records` restricted to the items of the cells'
     records (stage2_root/<cell>/eval.jsonl), with the main `measure` stage's M and F."""
     root = Path(metrics_root)
-
-    def average_best(results: dict, mode: str) -> float:
-        return average_accuracy(best_format_accuracy(results, mode))
-
-    def uncertainty(results: dict) -> dict:
-        out = {}
-        for m in ("speech", "text"):
-            _, out[f"{m}_accuracy_se"], out["chance"] = average_with_se(results, m)
-        return out
 
     rows, items = [], set()
     for gamma in params.active.gammas:
@@ -155,14 +152,12 @@ def stage2_results(params: Params, metrics_root: Path, stage1_records: Path, sta
             spent = select["budgets"][str(budget)]
             rows.append({"stage": "II", "gamma": gamma, "budget": budget, "active_documents": spent["documents"],
                          "active_seconds": spent["seconds"], "M": measured["M"], "M_se": measured["M_se"],
-                         "F": measured["F"], **{f"{m}_accuracy": average_best(evaluated["results"], m)
-                                                for m in ("speech", "text")},
-                         **uncertainty(evaluated["results"])})
+                         "F": measured["F"], **accuracy_columns(evaluated["results"])})
     stage1_measure = json.loads((root / "measure.json").read_text())
     stage1 = summarize([r for r in read_jsonl(stage1_records) if (r["task"], r["format"], r["mode"], r["id"]) in items])
     rows.insert(0, {"stage": "I", "gamma": float("nan"), "budget": 0.0, "active_documents": 0, "active_seconds": 0.0,
                     "M": stage1_measure["M"], "M_se": stage1_measure["M_se"], "F": stage1_measure["F"],
-                    **{f"{m}_accuracy": average_best(stage1, m) for m in ("speech", "text")}, **uncertainty(stage1)})
+                    **accuracy_columns(stage1)})
     return pd.DataFrame(rows)
 
 

@@ -9,11 +9,11 @@ What a notebook writes (salad.analysis.report) is registered in `salad.analysis.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
 import time
+from unittest import mock
 from pathlib import Path
 
 from salad.analysis.artifacts import ARTIFACTS, NOTEBOOK_PARAMS, NOTEBOOKS, coverage
@@ -39,7 +39,8 @@ def report(notebook: str | Path, out: str | Path, params_path: str | Path, timeo
     values = {"params_path": _portable(params_path, cwd), "reports": _portable(out, cwd), "root": "."}
     values.update(parameters or {})
     t0 = time.time()
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(executed) as target, _kernel_env(KERNEL_ENV):
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(executed) as target, \
+            mock.patch.dict(os.environ, KERNEL_ENV):  # the kernel inherits this environment, restored after
         source = Path(tmpdir) / f"{notebook.stem}.ipynb"
         jupytext.write(jupytext.read(notebook), source, fmt="ipynb")
         papermill.execute_notebook(str(source), str(target), parameters=values, kernel_name="python3",
@@ -57,21 +58,6 @@ KERNEL_ENV = {
     # figures are written as files and shown inline as those files' png (salad.analysis.report.save_figure)
     "MPLBACKEND": "Agg",
 }
-
-
-@contextlib.contextmanager
-def _kernel_env(values: dict[str, str]):
-    """The kernel inherits this process's environment: set `values` for the kernel's life, then restore."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _portable(path: str | Path, cwd: Path) -> str:
@@ -92,8 +78,7 @@ RUN_METADATA = ("start_time", "end_time", "duration", "input_path", "output_path
 def reproducible(nb: dict) -> dict:
     """An executed notebook without what changes from run to run: papermill's and the kernel's timestamps,
     durations and temporary paths, and random cell ids (the outputs, parameters and source stay). Same inputs,
-    same bytes."""
-    nb = json.loads(json.dumps(nb))
+    same bytes. Edits `nb` in place and returns it."""
     papermill_meta = nb.get("metadata", {}).get("papermill", {})
     for key in RUN_METADATA:
         papermill_meta.pop(key, None)
