@@ -29,7 +29,7 @@ def load_models(root: Path = Path(".")) -> Models:
     teacher_dir = root / "data" / "models" / "teacher"
     return Models(load_tokenizer(teacher_dir), load_teacher(teacher_dir).eval(),
                   load_student(root / "data" / "models" / "student", teacher_dir).eval(),
-                  make_tts(params.synthesize), make_encoder(params.encode))
+                  make_tts(params.synthesize), make_encoder(params.encode, root / "data" / "models" / "phones"))
 
 
 def three_ways(m: Models, context: str, choices: list[str]) -> dict[str, list[float]]:

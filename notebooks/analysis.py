@@ -54,8 +54,10 @@ print(f"{len(grid)} grid models; {len(narrow)} on the narrow side ({analysis.NAR
 #
 # Every cell (data side × α) is one run whose smaller budgets branch their own learning-rate decays; each point
 # is one model. `speech` is D_speech (books in several voices: the narrow natural side), `broad` is D_broad
-# (D_web documents in the fixed voice: the broad synthetic side). Accuracy is the average over tasks of the best
-# prompt format's headline accuracy on the first `grid.eval_items` items of every task and format.
+# (D_web documents in the fixed voice: the broad synthetic side). Accuracy is the headline average: over the
+# miniature family's tasks (the first `grid.family_items` items of each; the paper benchmarks, at chance here, are
+# scored on `grid.eval_items` items per task and format, none by default) of the best prompt format's headline
+# accuracy.
 
 # %%
 evaluate = json.loads((root / "metrics" / "evaluate.json").read_text())

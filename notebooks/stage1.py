@@ -92,21 +92,29 @@ ev = metrics["evaluate"]
 systems = sorted(((model, mode) for model, modes in ev["best"].items() for mode in modes),
                  key=lambda s: (s != ("teacher", "text"), s))  # the reference first
 gap_of = {tuple(g["system"].split("/")): (name, g) for name, g in ev["gaps"].items()}
+# the headline "average" (the family's, where evaluated) and each task group's average
+averages = {"average": None, **{f"{group} average": group for group in ev["best"]["teacher"]["text"]["averages"]}}
 gap_rows = []
-for task in [*ev["best"]["teacher"]["text"]["tasks"], "average"]:
+for task in [*ev["best"]["teacher"]["text"]["tasks"], *averages]:
     row = {"task": task, "shots": ev["shots"].get(task, "")}
     for model, mode in systems:
         best = ev["best"][model][mode]
-        entry = best["tasks"].get(task) if task != "average" else {"format": "", ev["headline"]: best["average"]}
+        if task in averages:
+            group = averages[task]
+            entry = {"format": "", ev["headline"]: best["average"] if group is None else best["averages"][group]}
+        else:
+            entry = best["tasks"].get(task)
         row[f"{model} {mode}"] = entry[ev["headline"]] if entry else float("nan")
         row[f"{model} {mode} format"] = entry["format"] if entry else ""
         if (model, mode) in gap_of:
             name, g = gap_of[(model, mode)]
-            row[f"gap {name}"] = g["tasks"].get(task, float("nan")) if task != "average" else g["average"]
+            row[f"gap {name}"] = (g["tasks"].get(task, float("nan")) if task not in averages else
+                                  g["average"] if averages[task] is None else g["averages"][averages[task]])
     gap_rows.append(row)
 gaps = pd.DataFrame(gap_rows)
 save_table(gaps, "benchmark_gaps", reports,
-           caption=f"Best-format {ev['headline']} per model, mode and task, and the gaps to the teacher's text "
+           caption=f"Best-format {ev['headline']} per model, mode and task, the averages (headline: the miniature "
+                   f"family's where evaluated; each task group's beside it), and the gaps to the teacher's text "
                    f"accuracy (speech: Table 3, text: Table 5, cascade: the topline, {ev['asr']}; speech_voice2: "
                    f"second voice {ev['second_voice']}, Table 8). Shots per task as used (cap {ev['shots_cap']}, "
                    f"speech window {ev['speech_window']} positions).")

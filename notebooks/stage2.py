@@ -35,11 +35,11 @@ import pandas as pd
 from salad.analysis import paper_tables
 from salad.config import load_params, stage2_cell_name
 from salad.analysis.report import save_figure, save_metrics, save_table
-from salad.analysis.category_gains import mmsu_category_gains
+from salad.analysis.category_gains import category_gains, item_categories
 from salad.analysis import figures
-from salad.analysis.results import (best_format_detail, binomial_se, checkpoint_positions, stage2_per_task,
-                                    stage2_results)
-from salad.evaluation.benchmarks import summarize
+from salad.analysis.results import (AVERAGE_ROWS, best_format_detail, binomial_se, checkpoint_positions,
+                                    stage2_per_task, stage2_results)
+from salad.evaluation.benchmarks import category_tasks, headline_tasks, summarize
 from salad.storage.atomic import read_jsonl
 
 root = Path(root)
@@ -89,8 +89,9 @@ save_figure(fig, "active_domains", reports)
 #
 # Every Stage II model resumes Stage I's pre-decay checkpoint and trains on D_speech, D_active and text with equal
 # probability for the same number of positions; γ = 0 is uniform selection. The Stage I row is the main run,
-# scored on the same benchmark items. Accuracy is the average over tasks of the best prompt format's headline
-# accuracy on the first `active.eval_items` items of every task and format.
+# scored on the same items. Accuracy is the headline average over the miniature family's tasks (the first
+# `active.family_items` items of each) of the best prompt format's headline accuracy; the paper benchmarks' average
+# (the first `active.eval_items` items of every task and format) is in the columns ending in `_benchmarks`.
 
 # %%
 stage2 = stage2_results(params, root / "metrics", stage1_records, root / "data" / "stage2")
@@ -131,20 +132,22 @@ fig.tight_layout()
 save_figure(fig, "figure6_stage2_gamma_budget", reports)
 
 # %% [markdown]
-# ## Figure 7: per-category MMSU gains from Stage I to Stage II
+# ## Figure 7: per-category gains from Stage I to Stage II
 #
-# The active Stage II model (γ = `active.gamma`, budget `active.budget`) scored on every MMSU item the main run was
-# scored on (stage `stage2-mmsu`), in Stage I's best speech format for MMSU; per category an exact McNemar test on
-# the paired items, Holm-adjusted over categories. Categories with a significant gain are highlighted.
+# The active Stage II model (γ = `active.gamma`, budget `active.budget`) scored on every item of
+# `active.category_tasks` the main run was scored on (stage `stage2-categories`), each task in Stage I's best speech
+# format; per category (a family task is one category, MMSU splits into its subjects) an exact McNemar test on the
+# paired items, Holm-adjusted over categories. Categories with a significant gain are highlighted.
 
 # %%
-mmsu_format = evaluate["best"]["student"]["speech"]["tasks"]["mmsu"]["format"]
-categories = mmsu_category_gains(stage1_records, root / "data" / "stage2_mmsu.jsonl",
-                                 root / "data" / "prepared" / "mmsu.jsonl", mmsu_format)
-save_table(categories, "mmsu_categories", reports,
-           caption=f"MMSU speech {evaluate['headline']} (%) per category, Stage I vs Stage II (γ = "
-                   f"{params.active.gamma:g}, budget {params.active.budget:g}), format {mmsu_format}; gained/lost: "
-                   f"items only Stage II / only Stage I answers; p: exact McNemar, p_adjusted: Holm.")
+formats = {t: evaluate["best"]["student"]["speech"]["tasks"][t]["format"] for t in category_tasks(params)}
+categories = category_gains(stage1_records, root / "data" / "stage2_categories.jsonl", formats,
+                            item_categories(list(formats), root / "data" / "prepared" / "mmsu.jsonl"))
+save_table(categories, "categories", reports,
+           caption=f"Speech {evaluate['headline']} (%) per category, Stage I vs Stage II (γ = "
+                   f"{params.active.gamma:g}, budget {params.active.budget:g}), each task in Stage I's best speech "
+                   f"format; gained/lost: items only Stage II / only Stage I answers; p: exact McNemar, "
+                   f"p_adjusted: Holm.")
 order = categories.sort_values("gain", ascending=False)
 fig, ax = plt.subplots(figsize=(9, 3.8))
 ax.bar(order["category"], order["gain"], color=["C2" if s else "C7" for s in order["improved"]])
@@ -152,12 +155,12 @@ for i, (_, r) in enumerate(order.iterrows()):
     ax.annotate(f"n={r['n']}", (i, r["gain"]), ha="center", va="bottom" if r["gain"] >= 0 else "top", fontsize=7)
 ax.axhline(0, color="black", lw=0.8)
 ax.set(ylabel="Stage II − Stage I accuracy (points)",
-       title=f"MMSU per category: {int(order['improved'].sum())} of {len(order)} significant gains "
+       title=f"Per category: {int(order['improved'].sum())} of {len(order)} significant gains "
              f"(Holm-adjusted p < 0.05, green)")
 ax.tick_params(axis="x", rotation=35)
 ax.set_xticks(range(len(order)), order["category"], ha="right")
 fig.tight_layout()
-save_figure(fig, "figure7_mmsu_categories", reports)
+save_figure(fig, "figure7_categories", reports)
 
 # %% [markdown]
 # ## Figure 8: per-task speech accuracy over training, Stage I then Stage II
@@ -171,7 +174,7 @@ stage1_positions = json.loads((root / "metrics" / "train.json").read_text())["po
 pre_decay = checkpoint_positions(root / "data" / "models" / "student" / "pre_decay.pt")
 seen = {column: pre_decay + json.loads((root / "metrics" / "stage2" / column / "train.json").read_text())["positions"]
         for column in (uniform, active)}
-tasks = [t for t in per_task["task"] if t != "average"]
+tasks = headline_tasks([t for t in per_task["task"] if t not in AVERAGE_ROWS.values()])  # the family's, here
 # each task's item count and chance level, from the active cell's records (every model here: the same items)
 items = best_format_detail(summarize(read_jsonl(root / "data" / "stage2" / active / "eval.jsonl")), "speech",
                            evaluate["headline"])
@@ -203,4 +206,4 @@ save_metrics({"M_stage1": stage1_row["M"],
                                       & (cells["budget"] == params.active.budget)]["M"].iloc[0]),
               "speech_accuracy_pct_uniform": t4.loc["average", "uniform"],
               "speech_accuracy_pct_active": t4.loc["average", "active"],
-              "mmsu_categories_improved": int(categories["improved"].sum())}, reports)
+              "categories_improved": int(categories["improved"].sum())}, reports)

@@ -85,11 +85,15 @@ def check_speech(text: str, speech, sample_rate: int = 24000) -> None:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
-    """prepare → teacher → synthesize → encode on params/ci.yaml, in a temporary directory (slow tests only)."""
+    """prepare → teacher → synthesize → phones → encode on params/ci.yaml, in a temporary directory (slow tests only).
+
+    `root/project` stands for the project root the stages read benchmark files under: data/raw is the repository's,
+    data/prepared the one made here (MMSU and the family are read from it)."""
     from pathlib import Path
 
     from salad.config import load_params
     from salad.stages.encode import encode
+    from salad.stages.phones import train_phones
     from salad.stages.prepare import prepare
     from salad.stages.synthesize import synthesize
     from salad.stages.teacher import train_teacher
@@ -97,15 +101,14 @@ def world(tmp_path_factory):
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path_factory.mktemp("world")
     params = load_params(repo / "params" / "ci.yaml")
-    # MMSU is read from data/prepared under the synthesis root (the repository here, where a fresh clone has no
-    # prepared data): this world evaluates only the tasks read from data/raw
-    import dataclasses
-    params = dataclasses.replace(params, evaluate=dataclasses.replace(
-        params.evaluate, tasks=tuple(t for t in params.evaluate.tasks if t != "mmsu") or ("storycloze",)))
     prepare(params, repo / "data" / "raw", root / "prepared")
+    (root / "project" / "data").mkdir(parents=True)
+    (root / "project" / "data" / "raw").symlink_to(repo / "data" / "raw")
+    (root / "project" / "data" / "prepared").symlink_to(root / "prepared")
     train_teacher(params, root / "prepared", root / "teacher", root / "live_teacher", root / "teacher.json")
-    synthesize(params, root / "prepared", repo, root / "speech")
-    encode(params.encode, root / "speech", root / "features")
+    synthesize(params, root / "prepared", root / "project", root / "speech")
+    train_phones(params, root / "prepared", root / "phones", root / "live_phones", root / "phones.json")
+    encode(params.encode, root / "speech", root / "phones", root / "features")
     return root, params
 
 

@@ -142,12 +142,29 @@ class PrepareConfig:
     """Folder of a corpus fetched by `salad fetch --corpus text_mix` (paper: the SmolLM corpus), chunked like the
     broad documents into text_mix.jsonl, the text-only batches of Stage I and II. null: they come from web.jsonl
     (D_web), as in the miniature world."""
+    family_items: int = 400
+    """Items of each next-word task of the miniature family (family/next_word_broad.jsonl, next_word_book.jsonl),
+    one per held-out document (salad.data.family)."""
+    agreement_per_form: int = 67
+    """Items of the agreement task per form (is, are, was, were, has, have): balanced, so a prior scores chance."""
+    world_people: int = 400
+    """People of the seeded fictional world (salad.data.world) whose facts the teacher reads in pretraining."""
+    world_demonstrated: int = 100
+    """Of them, the people whose facts pretraining also shows as question-answer pairs (never evaluated); the other
+    world_people - world_demonstrated give each world task its items."""
+    world_fraction: float = 0.1
+    """Share of the pretraining characters that is world text (statements and question-answer blocks); 0: no world
+    text (the world tasks then measure guessing)."""
 
     def __post_init__(self):
         w = "prepare"
         object.__setattr__(self, "mmsu_categories", tuple(self.mmsu_categories))
         _positive(self, w, "doc_words", "test_docs", "probe_docs", "speech_books", "speech_docs", "mmsu_per_category")
         _check(0.0 <= self.teacher_book_fraction < 1.0, f"{w}.teacher_book_fraction", "must be in [0, 1)")
+        _check(0.0 <= self.world_fraction < 1.0, f"{w}.world_fraction", "must be in [0, 1)")
+        _positive(self, w, "family_items", "agreement_per_form", "world_people")
+        _check(0 <= self.world_demonstrated < self.world_people, f"{w}.world_demonstrated",
+               f"must be in [0, world_people={self.world_people}): the others are the evaluated people")
         _check(self.mmsu_options >= 2, f"{w}.mmsu_options", "must be at least 2")
         _check(len(self.mmsu_categories) > 0, f"{w}.mmsu_categories", "must not be empty")
         for key in ("web_corpus", "text_mix_corpus"):
@@ -304,11 +321,52 @@ class NaturalConfig:
 
 
 @dataclass(frozen=True)
+class PhonesConfig:
+    """The frame-level phone classifier behind `encode.encoder: phones` (salad.speech.encoders.phones), trained by the
+    `phones` stage on audio espeak-ng speaks with its own phoneme timings, then frozen. Trained in every pipeline, so
+    that the report can set the two encoders side by side whichever one `encode.encoder` picks."""
+
+    docs: int = 600
+    """D_speech documents (prepared/speech.jsonl, never evaluation text) spoken for training, each in one voice and
+    rate drawn from `voices` x `rates`."""
+    voices: tuple[str, ...] = ("en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us+f1", "en-gb-x-rp+f2",
+                               "en-us+f4", "en-029+m3")
+    """espeak-ng voices of the training audio (the phoneme timings are espeak-ng's, so these are espeak-ng voices
+    whatever synthesize.tts is): D_speech's four and four variants, female ones among them, so that the classifier
+    hears more than one pitch range. The evaluation's second voice (en-us+f3) is not among them. Measured with 600
+    documents: held-out frame accuracy 0.92 in en-us and 0.82 in en-us+f3, against 0.83 and 0.30 when trained on 100
+    documents of the four D_speech voices only."""
+    rates: tuple[int, ...] = (150, 175, 200)
+    heldout_docs: int = 64
+    """Held-out test documents (prepared/test.jsonl) whose frame accuracy the metrics report, per held-out voice."""
+    heldout_voices: tuple[str, ...] = ("en-us", "en-us+f3")
+    """The fixed voice and the second voice of the evaluation (evaluate.second_voice: unseen in training)."""
+    n_mels: int = 80
+    context_frames: int = 3
+    """80 ms frames the classifier reads: the frame itself and the ones before it (never a later one)."""
+    hidden: int = 512
+    epochs: int = 4
+    batch_size: int = 512
+    """Frames per optimizer step."""
+    lr: float = 1.0e-3
+    """AdamW peak learning rate, decayed linearly to 0 over the training."""
+
+    def __post_init__(self):
+        w = "phones"
+        _positive(self, w, "docs", "heldout_docs", "n_mels", "context_frames", "hidden", "epochs", "batch_size", "lr")
+        for key in ("voices", "rates", "heldout_voices"):
+            _check(len(getattr(self, key)) > 0, f"{w}.{key}", "must not be empty")
+        _check(all(80 <= r <= 450 for r in self.rates), f"{w}.rates", "espeak-ng accepts 80-450 words per minute")
+
+
+@dataclass(frozen=True)
 class EncodeConfig:
     """Frozen speech encoder applied to the synthesized audio (features at 12.5 Hz)."""
 
-    encoder: str = "logmel"
-    """'logmel': weight-free log-mel frames stacked to 80 ms. 'mimi': the paper's Kyutai Mimi (needs mimi_weights)."""
+    encoder: str = "phones"
+    """'phones': the phone classifier the `phones` stage trains (its log-posteriors), the miniature world's default:
+    with it the student hears words (explorations/README.md). 'logmel': weight-free log-mel frames stacked to 80 ms.
+    'mimi': the paper's Kyutai Mimi (needs mimi_weights)."""
     n_mels: int = 80
     """Mel bands of the 'logmel' encoder (features: 4 x n_mels per frame)."""
     mimi_weights: str | None = None
@@ -330,8 +388,8 @@ class EncodeConfig:
 
     def __post_init__(self):
         _check(0 <= self.max_skip_fraction <= 1, "encode.max_skip_fraction", "must be in [0, 1]")
-        _check(self.encoder in ("logmel", "mimi"), "encode.encoder",
-               f"unknown encoder {self.encoder!r}; known: ['logmel', 'mimi']")
+        _check(self.encoder in ("logmel", "mimi", "phones"), "encode.encoder",
+               f"unknown encoder {self.encoder!r}; known: ['logmel', 'mimi', 'phones']")
         _positive(self, "encode", "n_mels", "mimi_batch_size", "workers", "shard_docs")
         _check(isinstance(self.mimi_codebooks, int) and 1 <= self.mimi_codebooks <= 32, "encode.mimi_codebooks",
                f"must be an integer in [1, 32], got {self.mimi_codebooks!r}")
@@ -458,9 +516,14 @@ class EvaluateConfig:
     """Benchmarks in text and speech mode (docs/design.md §7): the teacher, the student, its second-voice speech and the
     cascaded topline."""
 
-    tasks: tuple[str, ...] = ("storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa")
+    tasks: tuple[str, ...] = ("storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa",
+                              "next_word_broad", "next_word_book", "agreement", "world_qa")
+    """The paper's six benchmarks and the miniature family (salad.evaluation.tasks.FAMILY), whose average is the
+    headline accuracy wherever a family task is evaluated."""
     items: int = 100
-    """Items per task (the first `items` of a seeded shuffle), each in every prompt format of its task."""
+    """Items per paper benchmark (the first `items` of a seeded shuffle), each in every prompt format of its task."""
+    family_items: int | None = None
+    """Items per family task (the first of the same seeded shuffle); null: every item `prepare` built (300-402)."""
     shots: int = 5
     """Cap on few-shot demonstrations. A task gets min(its paper shots, shots), reduced to the largest number at which
     `shots_fit_fraction` of its items are estimated to fit the speech window (salad.evaluation.benchmarks.task_shots)."""
@@ -488,6 +551,7 @@ class EvaluateConfig:
         # that each is a task of the registry is checked with the other registry names (check_names), so that
         # this module imports no library package and a stage's deps stay its own
         _check(self.items > 0, f"{w}.items", "must be positive")
+        _check(self.family_items is None or self.family_items > 0, f"{w}.family_items", "must be positive or null")
         _check(0 <= self.shots <= 5, f"{w}.shots", "must be in [0, 5]")
         _check(self.speech_frames_per_char > 0, f"{w}.speech_frames_per_char", "must be positive")
         _check(0 < self.shots_fit_fraction <= 1, f"{w}.shots_fit_fraction", "must be in (0, 1]")
@@ -520,8 +584,12 @@ class GridConfig:
     """Smaller budgets branched from each cell's stable phase: the points of the M-over-tokens curves."""
     warmup_steps: int = 5
     """Warmup of the grid's runs (short, so that the smallest budget's decay starts after it)."""
-    eval_items: int = 25
-    """Items per task and format evaluated for every grid model (the first of `evaluate`'s items)."""
+    eval_items: int = 0
+    """Items per paper benchmark and format evaluated for every grid model (the first of `evaluate`'s items); 0: the
+    grid models are not scored on the paper benchmarks (at chance in the miniature world, scoring them on the 40 grid
+    models cost a quarter of the pipeline's time; the main run and Stage II are scored on them)."""
+    family_items: int = 100
+    """Items per family task evaluated for every grid model (the first of `evaluate`'s)."""
 
     def __post_init__(self):
         w = "grid"
@@ -533,7 +601,8 @@ class GridConfig:
         _check(len(set(self.alphas)) == len(self.alphas), f"{w}.alphas", "must not repeat a value")
         _check(len(self.data) > 0 and set(self.data) <= set(GRID_DATA) and len(set(self.data)) == len(self.data),
                f"{w}.data", f"must be distinct values of {list(GRID_DATA)}, got {list(self.data)}")
-        _positive(self, w, "tokens", "eval_items")
+        _positive(self, w, "tokens", "family_items")
+        _check(self.eval_items >= 0, f"{w}.eval_items", "must be 0 or positive")
         _check(self.warmup_steps >= 0, f"{w}.warmup_steps", "must be 0 or positive")
         for b in self.budgets:
             _check(isinstance(b, int) and 0 < b < self.tokens, f"{w}.budgets",
@@ -572,7 +641,14 @@ class ActiveConfig:
     tokens: int = 48_000
     """Stage II positions (paper: 1.9B after 24B, 8% of Stage I)."""
     eval_items: int = 25
-    """Items per task and format evaluated for every Stage II model (the first of `evaluate`'s items)."""
+    """Items per paper benchmark and format evaluated for every Stage II model (the first of `evaluate`'s items)."""
+    family_items: int = 100
+    """Items per family task evaluated for every Stage II model (the first of `evaluate`'s)."""
+    category_tasks: tuple[str, ...] | None = None
+    """Figure 7's tasks: the active Stage II model is scored in speech on every item `evaluate` scored of them and
+    compared with Stage I item by item, per category: a task is one category, except MMSU (the paper's figure),
+    which splits into its subject categories. Each must be one of evaluate.tasks. null: the headline tasks (the
+    evaluated family tasks, or every evaluated task when there is none; salad.evaluation.benchmarks)."""
     terms: int = 8
     """Distinctive terms (c-TF-IDF) kept per cluster to label the domain plots."""
 
@@ -581,7 +657,10 @@ class ActiveConfig:
         for k in ("gammas", "budgets"):
             object.__setattr__(self, k, tuple(float(v) for v in getattr(self, k)))
         _positive(self, w, "embed_batch_size", "clusters", "kmeans_iters", "probes_per_cluster", "tokens",
-                  "eval_items", "terms")
+                  "eval_items", "family_items", "terms")
+        if self.category_tasks is not None:
+            object.__setattr__(self, "category_tasks", tuple(self.category_tasks))
+            _check(len(self.category_tasks) > 0, f"{w}.category_tasks", "must name at least one task, or be null")
         _check(self.pool_docs is None or self.pool_docs >= self.clusters, f"{w}.pool_docs",
                f"must be null or at least clusters={self.clusters}, got {self.pool_docs}")
         _check(len(self.gammas) > 0 and all(g >= 0 for g in self.gammas) and len(set(self.gammas)) == len(self.gammas),
@@ -634,6 +713,7 @@ class Params:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     natural: NaturalConfig = field(default_factory=NaturalConfig)
+    phones: PhonesConfig = field(default_factory=PhonesConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
@@ -644,13 +724,16 @@ class Params:
 
     def __post_init__(self):
         _check(0.0 <= self.alpha <= 1.0, "alpha", f"must be in [0, 1], got {self.alpha}")
+        stray = [t for t in self.active.category_tasks or () if t not in self.evaluate.tasks]
+        _check(not stray, "active.category_tasks", f"{stray} are not in evaluate.tasks: Figure 7 compares Stage II "
+               f"with Stage I's records of the evaluate stage")
         _check("broad" not in self.grid.data or self.synthesize.broad_docs > 0, "grid.data",
                "has 'broad' but synthesize.broad_docs is 0: there is no broad synthetic speech to train on")
 
 
 SECTIONS = {
     "prepare": PrepareConfig, "teacher": TeacherConfig, "synthesize": SynthesizeConfig,
-    "natural": NaturalConfig, "encode": EncodeConfig,
+    "natural": NaturalConfig, "phones": PhonesConfig, "encode": EncodeConfig,
     "train": TrainConfig, "measure": MeasureConfig, "evaluate": EvaluateConfig, "grid": GridConfig,
     "active": ActiveConfig, "corpora": CorporaConfig,
 }

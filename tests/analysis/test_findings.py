@@ -47,13 +47,14 @@ def table1(slope, p, response="speech", regressors="log_M"):
                           "slope_se": 1.0, "slope_p": p, "LOOCV_R2": 0.5}])
 
 
-def test_accuracy_claims_are_not_measurable_at_chance():
+def test_accuracy_claims_get_yes_or_no():
     g = grid(lambda d, a, p: 0.1, acc=0.36)
-    assert findings.speech_accuracy_falls_with_log_M(table1(-2.0, 0.3), g, 1 / 3)["verdict"] == "not measurable"
+    assert findings.speech_accuracy_falls_with_log_M(table1(-2.0, 0.3), g, 1 / 3)["verdict"] == "no"
     assert findings.speech_accuracy_falls_with_log_M(table1(-2.0, 0.01), g, 1 / 3)["verdict"] == "yes"
+    assert findings.speech_accuracy_falls_with_log_M(table1(2.0, 0.01), g, 1 / 3)["verdict"] == "no"  # rises
     high = grid(lambda d, a, p: 0.1, acc=0.7)
-    assert findings.speech_accuracy_falls_with_log_M(table1(-2.0, 0.3), high, 1 / 3)["verdict"] == "no"
     assert findings.text_accuracy_falls_with_F(table1(-5.0, 0.3, "text", "F"), high, 1 / 3)["verdict"] == "no"
+    assert "chance 33.3%" in findings.text_accuracy_falls_with_F(table1(-5.0, 0.3, "text", "F"), high, 1 / 3)["numbers"]
 
 
 def test_stage2_claims():
@@ -62,16 +63,22 @@ def test_stage2_claims():
                            {"stage": "II", "gamma": 5.0, "budget": 0.01, "M": 0.06, "M_se": 0.001},
                            {"stage": "II", "gamma": 0.0, "budget": 0.1, "M": 0.10, "M_se": 0.001},
                            {"stage": "II", "gamma": 5.0, "budget": 0.1, "M": 0.10, "M_se": 0.001}])
+    stage2["speech_accuracy_se"] = 0.01
     table4 = pd.DataFrame([{"task": "average", "uniform": 40.0, "active": 41.0, "paper_uniform": 70.3,
                             "paper_active": 71.95}])
     assert findings.stage2_lowers_M(stage2)["verdict"] == "partly"
-    assert findings.active_beats_uniform(stage2, table4, 5.0, 0.01)["verdict"] == "yes"
+    # M lower and accuracy not significantly higher (1 point against 2 x 1.4): partly; neither: no
+    assert findings.active_beats_uniform(stage2, table4, 5.0, 0.01)["verdict"] == "partly"
     assert findings.active_beats_uniform(stage2, table4, 5.0, 0.1)["verdict"] == "no"
+    table4["active"] = 45.0
+    assert findings.active_beats_uniform(stage2, table4, 5.0, 0.01)["verdict"] == "yes"
 
 
 def test_average_chance():
     ev = {"results": {"teacher": {"piqa": {"f": {"text": {"chance": 0.5}}}, "obqa": {"f": {"text": {"chance": 0.25}}}}}}
     assert findings.average_chance(ev) == pytest.approx(0.375)
+    ev["results"]["teacher"]["agreement"] = {"continuation": {"text": {"chance": 0.5}}}
+    assert findings.average_chance(ev) == 0.5  # the headline: the family's tasks only
 
 
 def test_a_grid_too_small_for_the_statistics_gives_reasons_not_errors():

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from salad.analysis import paper_tables
-from salad.analysis.category_gains import mmsu_category_gains
-from salad.analysis.results import best_accuracy, grid_results, on_items, stage2_per_task, stage2_results
+from salad.analysis.category_gains import category_gains, item_categories
+from salad.analysis.results import (accuracy_columns, best_accuracy, grid_results, on_items, stage2_per_task,
+                                   stage2_results)
 from salad.analysis.statistics import mcnemar_exact
 from salad.config import Params, grid_cell_name, params_from_dict, stage2_cell_name
 
@@ -49,6 +50,30 @@ def test_table3_puts_ours_in_percent_beside_the_published_cells(evaluate):
     assert list(t.index) == [*TASKS, "average"]
 
 
+def test_with_the_family_the_average_is_the_familys_and_the_benchmarks_sit_beside_the_papers(evaluate):
+    from salad.evaluation.benchmarks import benchmark_gaps, best_formats
+
+    results = {}
+    for model, mode, acc in (("teacher", "text", {"obqa": 0.3, "piqa": 0.5, "world_qa": 0.9}),
+                             ("student", "speech", {"obqa": 0.25, "piqa": 0.5, "world_qa": 0.5}),
+                             ("cascade", "speech", {"obqa": 0.3, "piqa": 0.5, "world_qa": 0.9})):
+        for task, a in acc.items():
+            results.setdefault(model, {}).setdefault(task, {})["continuation"] = {
+                mode: {"acc_norm": a, "n": 10, "chance": 0.25}}
+    best = best_formats(results)
+    ev = {"headline": "acc_norm", "best": best, "gaps": benchmark_gaps(best)}
+    assert best["teacher"]["text"]["average"] == 0.9
+    assert best["teacher"]["text"]["averages"] == {"family": 0.9, "benchmarks": 0.4}
+    assert ev["gaps"]["speech"]["average"] == pytest.approx(0.4)
+    assert ev["gaps"]["speech"]["averages"]["benchmarks"] == pytest.approx(0.025)
+    t = paper_tables.table3(ev).set_index("task")
+    assert list(t.index) == ["obqa", "piqa", "world_qa", "average", "family average", "benchmarks average"]
+    assert t.loc["average", "student_speech_acc"] == pytest.approx(50.0)
+    assert math.isnan(t.loc["average", "paper_SALAD_stage1_acc"]) and math.isnan(t.loc["world_qa", "paper_SALAD_stage1_acc"])
+    assert t.loc["benchmarks average", "paper_ASR_cascade_acc"] == 73.8  # the paper's Avg. beside our benchmarks
+    assert t.loc["benchmarks average", "student_speech_gap"] == pytest.approx(2.5)
+
+
 def test_table5_and_table8(evaluate):
     t5 = paper_tables.table5(evaluate).set_index("task")
     assert t5.loc["piqa", "student_text_acc"] == pytest.approx(45.0)
@@ -84,23 +109,31 @@ def test_best_accuracy_takes_the_best_format_per_task_and_on_items_pairs_by_item
     assert on_items(records, [record("obqa", "b", "text", "2", 0.0)]) == [records[3]]
 
 
-def test_mmsu_category_gains_pairs_items_and_tests_each_category(tmp_path):
+def test_category_gains_pair_items_and_test_each_category(tmp_path):
     cats = {str(i): ("law" if i < 10 else "health") for i in range(20)}
     (tmp_path / "mmsu.jsonl").write_text("".join(json.dumps({"id": f"mmsu/{i}", "category": c}) + "\n"
                                                  for i, c in cats.items()))
     before = [record("mmsu", "f", "speech", f"mmsu/mmsu/{i}", 0.0) for i in range(20)]
     after = [record("mmsu", "f", "speech", f"mmsu/mmsu/{i}", 1.0 if i < 10 else 0.0) for i in range(20)]
+    # a family task is one category, in its own format; records in other formats or modes are not paired
+    before += [record("world_qa", "continuation", "speech", f"world_qa/w{i}", 0.0) for i in range(6)]
+    after += [record("world_qa", "continuation", "speech", f"world_qa/w{i}", 1.0) for i in range(6)]
     other = [record("mmsu", "g", "speech", "mmsu/mmsu/0", 1.0), record("mmsu", "f", "text", "mmsu/mmsu/0", 1.0)]
     for name, rows in (("s1", before + other), ("s2", after)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    t = mmsu_category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", tmp_path / "mmsu.jsonl", "f")
-    t = t.set_index("category")
-    assert t.loc["law", "gain"] == 100.0 and t.loc["law", "gained"] == 10 and t.loc["law", "n"] == 10
-    assert t.loc["law", "p"] == pytest.approx(mcnemar_exact([0] * 10, [1] * 10).pvalue)  # 2·0.5¹⁰
-    assert t.loc["health", "p"] == 1.0 and not t.loc["health", "significant"]
-    assert t.loc["law", "improved"]
-    with pytest.raises(ValueError, match="format 'zz'"):
-        mmsu_category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", tmp_path / "mmsu.jsonl", "zz")
+    formats = {"mmsu": "f", "world_qa": "continuation"}
+    categories = item_categories(list(formats), tmp_path / "mmsu.jsonl")
+    t = category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", formats, categories).set_index("category")
+    assert t.loc["MMSU law", "gain"] == 100.0 and t.loc["MMSU law", "gained"] == 10 and t.loc["MMSU law", "n"] == 10
+    assert t.loc["MMSU law", "p"] == pytest.approx(mcnemar_exact([0] * 10, [1] * 10).pvalue)  # 2·0.5¹⁰
+    assert t.loc["MMSU health", "p"] == 1.0 and not t.loc["MMSU health", "significant"]
+    assert t.loc["MMSU law", "improved"]
+    assert t.loc["world_qa", "n"] == 6 and t.loc["world_qa", "gained"] == 6
+    assert item_categories(["world_qa"], tmp_path / "nowhere.jsonl") == {}  # MMSU's file only read for MMSU
+    with pytest.raises(ValueError, match="no item of \\['mmsu'\\]"):
+        category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", {"mmsu": "zz"}, categories)
+    with pytest.raises(KeyError, match="have no category"):
+        category_gains(tmp_path / "s1.jsonl", tmp_path / "s2.jsonl", {"mmsu": "f"}, {})
 
 
 def test_stage2_results_put_stage1_first_on_the_cells_items(tmp_path):
@@ -153,9 +186,22 @@ def format_results(a, b, c):
     def summary(x, n, chance):
         return {"acc_norm": x, "n": n, "chance": chance}
 
-    return {"t1": {"f1": {"speech": summary(a, 10, 0.5), "text": summary(1 - a, 10, 0.5)},
+    return {"obqa": {"f1": {"speech": summary(a, 10, 0.5), "text": summary(1 - a, 10, 0.5)},
                    "f2": {"speech": summary(b, 10, 0.5), "text": summary(1 - b, 10, 0.5)}},
-            "t2": {"f1": {"speech": summary(c, 20, 0.25), "text": summary(1 - c, 20, 0.25)}}}
+            "piqa": {"f1": {"speech": summary(c, 20, 0.25), "text": summary(1 - c, 20, 0.25)}}}
+
+
+def test_accuracy_columns_average_the_family_and_keep_the_benchmarks_beside():
+    results = format_results(0.2, 0.3, 0.6)  # obqa (best 0.3 in speech) and piqa (0.6)
+    results["world_qa"] = {"continuation": {"speech": {"acc_norm": 0.9, "n": 100, "chance": 0.25},
+                                              "text": {"acc_norm": 1.0, "n": 100, "chance": 0.25}}}
+    columns = accuracy_columns(results)
+    assert columns["speech_accuracy"] == 0.9 and columns["text_accuracy"] == 1.0 and columns["chance"] == 0.25
+    assert columns["speech_accuracy_se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 100))
+    assert columns["speech_accuracy_benchmarks"] == pytest.approx((0.3 + 0.6) / 2)
+    assert columns["chance_benchmarks"] == pytest.approx((0.5 + 0.25) / 2)
+    del results["obqa"], results["piqa"]
+    assert np.isnan(accuracy_columns(results)["speech_accuracy_benchmarks"])
 
 
 def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
@@ -168,8 +214,8 @@ def test_grid_results_one_row_per_model_with_best_format_averages(tmp_path):
     assert len(table) == 6
     row = table[(table.alpha == 1.0) & (table.budget == 500)].iloc[0]
     assert (row.positions, row.M, row.F) == (505, 2.0, 11.0)
-    assert row.speech_accuracy == pytest.approx((0.3 + 0.6) / 2)        # best of 0.3 and 0.3 for t1
-    assert row.text_accuracy == pytest.approx((0.7 + 0.4) / 2)          # best of 0.7 and 0.7 for t1
+    assert row.speech_accuracy == pytest.approx((0.3 + 0.6) / 2)        # best of 0.3 and 0.3 for obqa
+    assert row.text_accuracy == pytest.approx((0.7 + 0.4) / 2)          # best of 0.7 and 0.7 for obqa
     # binomial standard errors of the two tasks' best formats, averaged as independent; the mean chance level
     assert row.speech_accuracy_se == pytest.approx(np.sqrt(0.3 * 0.7 / 10 + 0.6 * 0.4 / 20) / 2)
     assert row.chance == pytest.approx((0.5 + 0.25) / 2)

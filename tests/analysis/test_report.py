@@ -82,7 +82,7 @@ def test_index_lists_every_artifact_and_refuses_missing_files(tmp_path):
     index = (tmp_path / "README.md").read_text()
     for a in ARTIFACTS:
         assert f"`{a.name}`" in index and all(f"({f})" in index for f in a.files)
-    assert "| Figure 7 | `mmsu_categories`, `figure7_mmsu_categories` |" in index
+    assert "| Figure 7 | `categories`, `figure7_categories` |" in index
     assert "| c | yes |" in index
     (tmp_path / ARTIFACTS[0].files[0]).unlink()
     with pytest.raises(FileNotFoundError, match=ARTIFACTS[0].files[0]):

@@ -3,6 +3,7 @@ share of teacher pretraining, and the seeded MMSU rebuild."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -19,7 +20,10 @@ from salad.stages.prepare import prepare
 REPO = Path(__file__).resolve().parents[2]
 RAW = REPO / "data" / "raw"
 FILES = ("test.jsonl", "probe.jsonl", "web.jsonl", "speech.jsonl", "pretrain.jsonl", "mmsu.jsonl", "stats.json")
-SMALL = PrepareConfig(test_docs=10, probe_docs=10, speech_books=3, speech_docs=20, mmsu_per_category=3)
+SMALL = PrepareConfig(test_docs=10, probe_docs=10, speech_books=3, speech_docs=20, mmsu_per_category=3,
+                      family_items=12, agreement_per_form=2, world_people=30, world_demonstrated=10)
+FAMILY_FILES = tuple(f"family/{name}.jsonl" for name in ("next_word_broad", "next_word_book", "agreement",
+                                                          "world_qa"))
 
 
 def source_doc(chunk_id: str) -> str:
@@ -42,9 +46,10 @@ def a(runs):
 
 
 def test_two_runs_are_byte_identical(runs):
-    for f in FILES:
+    for f in FILES + FAMILY_FILES:
         assert (runs["a"] / f).read_bytes() == (runs["b"] / f).read_bytes(), f
-    assert sorted(os.listdir(runs["a"])) == sorted(FILES), "no stray or temporary files"
+    assert sorted(os.listdir(runs["a"])) == sorted(FILES + ("family",)), "no stray or temporary files"
+    assert sorted(os.listdir(runs["a"] / "family")) == sorted(f.split("/")[1] for f in FAMILY_FILES)
 
 
 def test_a_different_seed_changes_the_splits(runs):
@@ -89,6 +94,8 @@ def test_chunks_are_normalised_and_within_bounds(a):
     lo, hi = math.ceil(SMALL.doc_words / 2), math.floor(SMALL.doc_words * 1.3)
     for name in ("test", "probe", "web", "speech", "pretrain"):
         for r in a[name]:
+            if r["id"].startswith("world#"):
+                continue  # the world's documents are not chunks (test_the_world_is_woven_into_pretraining)
             n = len(r["text"].split())
             assert lo <= n <= hi, (name, r["id"], n)
             assert r["text"] == " ".join(r["text"].split()), (name, r["id"])
@@ -103,15 +110,68 @@ def test_pretrain_is_web_plus_the_book_fraction(a, runs):
     web_ids = {r["id"] for r in a["web"]}
     pre_ids = {r["id"] for r in a["pretrain"]}
     assert web_ids <= pre_ids
-    book = [r for r in a["pretrain"] if r["id"] not in web_ids]
+    book = [r for r in a["pretrain"] if r["id"] not in web_ids and not r["id"].startswith("world#")]
     assert book and all(r["id"].startswith("pg") for r in book)
     book_chars = sum(len(r["text"]) for r in book)
-    total = sum(len(r["text"]) for r in a["pretrain"])
+    total = sum(len(r["text"]) for r in a["pretrain"] if not r["id"].startswith("world#"))
     assert abs(book_chars / total - SMALL.teacher_book_fraction) < 0.01
     stats = json.loads((runs["a"] / "stats.json").read_text())
     assert stats["pretrain"]["records"] == len(a["pretrain"])
     assert stats["test"]["words"] == sum(len(r["text"].split()) for r in a["test"])
     assert stats["speech"]["speech_hours_est"] == round(stats["speech"]["words"] / 175 / 60, 3)
+
+
+def family(runs, name: str) -> list[dict]:
+    return read_jsonl(runs["a"] / "family" / f"{name}.jsonl")
+
+
+def test_the_world_is_woven_into_pretraining(a, runs):
+    world = [r for r in a["pretrain"] if r["id"].startswith("world#")]
+    chars = sum(len(r["text"]) for r in world)
+    assert abs(chars / sum(len(r["text"]) for r in a["pretrain"]) - SMALL.world_fraction) < 0.01
+    assert world[0] != a["pretrain"][0] or world[-1] != a["pretrain"][-1]  # shuffled in, not appended
+    text = "\n".join(r["text"] for r in world)
+    evaluated = family(runs, "world_qa")
+    assert len(evaluated) == 3 * (SMALL.world_people - SMALL.world_demonstrated)
+    for item in evaluated:
+        if not item["question"].startswith("Where does "):
+            continue
+        name = item["question"].removeprefix("Where does ").removesuffix(" work?")
+        gold = item["options"][item["label"]]
+        assert f"{name} " in text and gold in text
+        assert f"Where does {name} work?" not in text  # evaluated people are never asked about in pretraining
+        assert len(set(item["options"])) == 4
+    assert "Question: Where does" in text  # the demonstrated people are
+    labels = [r["label"] for r in evaluated]
+    assert set(labels) == {0, 1, 2, 3}
+
+
+def test_family_items_come_from_text_no_model_trains_on(a, runs):
+    trained = {r["id"] for name in ("web", "speech", "pretrain", "test", "probe") for r in a[name]}
+    source = {r["id"]: r["text"] for r in a["test"]}  # only for the id check below
+    for name in ("next_word_broad", "next_word_book"):
+        items = family(runs, name)
+        assert len(items) == SMALL.family_items
+        for item in items:
+            doc = item["id"].split("-", 1)[1]
+            assert doc not in trained and doc not in source
+            assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
+            assert 10 <= len(item["context"].split()) <= 30
+    agreement = family(runs, "agreement")
+    forms = [r["choices"][r["label"]] for r in agreement]
+    assert sorted(forms) == sorted(["is", "are", "was", "were", "has", "have"] * SMALL.agreement_per_form)
+    assert all({r["choices"][0], r["choices"][1]} in ({"is", "are"}, {"was", "were"}, {"has", "have"})
+               for r in agreement)
+    assert not {r["id"].split("-", 1)[1].rsplit("-", 1)[0] for r in agreement} & trained
+    stats = json.loads((runs["a"] / "stats.json").read_text())["family"]
+    assert stats["items"] == {"next_word_broad": 12, "next_word_book": 12, "agreement": 12, "world_qa": 60}
+
+
+def test_too_few_held_out_documents_for_the_family_is_an_error(tmp_path):
+    with pytest.raises(PrepareError, match="only .* items of the family task 'next_word_broad', 100000 requested "
+                                           r"\(prepare.family_items\)"):
+        prepare(Params(prepare=dataclasses.replace(SMALL, family_items=100_000)), RAW, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from salad.evaluation.benchmarks import (
     score_items, score_text, speech_window, spoken_text, summarize, task_shots,
 )
 from salad.evaluation.cascade import Cascade, OracleTranscriber
-from salad.evaluation.tasks import TASKS, Item, fewshot_prefix, load_items
+from salad.evaluation.tasks import PAPER_TASKS, TASKS, Item, fewshot_prefix, load_items
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
 from salad.model.teacher import load_teacher
 from salad.speech.tts import EspeakTTS
@@ -72,10 +72,10 @@ def test_estimate_counts_frames_of_the_text_and_tokens_of_the_longest_choice():
 
 
 def test_shots_are_the_papers_capped_when_everything_fits(root):
-    p = make_params(tasks=tuple(TASKS), items=10)
-    assert task_shots(p, root) == {n: t.paper_shots for n, t in TASKS.items()}  # SC 5, MMSU 4, OBQA 5, HS 3, ...
-    assert task_shots(make_params(tasks=tuple(TASKS), items=10, shots=2), root) == {
-        n: min(2, t.paper_shots) for n, t in TASKS.items()}
+    p = make_params(tasks=PAPER_TASKS, items=10)
+    assert task_shots(p, root) == {n: TASKS[n].paper_shots for n in PAPER_TASKS}  # SC 5, MMSU 4, OBQA 5, HS 3, ...
+    assert task_shots(make_params(tasks=PAPER_TASKS, items=10, shots=2), root) == {
+        n: min(2, TASKS[n].paper_shots) for n in PAPER_TASKS}
     assert set(task_shots(make_params(tasks=("arc_challenge", "piqa"), shots=0), root).values()) == {0}
 
 
@@ -269,11 +269,14 @@ def test_first_items_keeps_the_first_n_of_every_task_and_format():
     def item(task, fmt, i):
         return Item(task=task, format=fmt, id=f"{task}/{i}", context="c", choices=["a", "b"], label=0)
 
-    items = [(fmt, item(task, fmt, i), "") for task in ("x", "y") for fmt in ("f", "g") for i in range(4)]
+    items = [(fmt, item(task, fmt, i), "") for task in ("obqa", "piqa") for fmt in ("f", "g") for i in range(4)]
     kept = first_items(items, 2)
-    assert [(f, it.id) for f, it, _ in kept] == [(f, f"{t}/{i}") for t in ("x", "y") for f in ("f", "g")
+    assert [(f, it.id) for f, it, _ in kept] == [(f, f"{t}/{i}") for t in ("obqa", "piqa") for f in ("f", "g")
                                                  for i in range(2)]
     assert first_items(items, 10) == items
+    # a family task takes its own count, and 0 drops a paper benchmark
+    items += [("continuation", item("world_qa", "continuation", i), "") for i in range(4)]
+    assert [it.id for _, it, _ in first_items(items, 0, 3)] == [f"world_qa/{i}" for i in range(3)]
 
 
 def test_first_items_keeps_the_demonstrations():

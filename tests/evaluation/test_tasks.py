@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from salad.evaluation.tasks import (
-    TASKS, Item, Task, TaskDataError, fewshot_demos, fewshot_prefix, get_task, hellaswag_preprocess, load_items,
+    FAMILY, PAPER_TASKS, TASKS, Item, Task, TaskDataError, fewshot_demos, fewshot_prefix, get_task, hellaswag_preprocess, load_items,
     read_records,
 )
 
@@ -40,21 +40,43 @@ def root(tmp_path_factory) -> Path:
     (root / "data/raw/benchmarks").symlink_to(benchmarks_dir())
     (root / "data/prepared").mkdir()
     (root / "data/prepared/mmsu.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MMSU))
+    (root / "data/prepared/family").mkdir()
+    for name in FAMILY:
+        rows = [{"id": f"{name}-{i}", "question": f"Where does person {i} work?", "options": ["a", "b", "c", "d"],
+                 "label": i % 4} if name.startswith("world_") else
+                {"id": f"{name}-{i}", "context": f"the words before number {i}", "choices": ["is", "are"],
+                 "label": i % 2} for i in range(5)]
+        (root / f"data/prepared/family/{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
 
 
 def all_pairs():
-    return [(name, fmt) for name, task in TASKS.items() for fmt in task.formats]
+    return [(name, fmt) for name, task in TASKS.items() for fmt in task.formats if not task.family]
 
 
 def test_registry_matches_the_paper():
-    assert set(TASKS) == {"storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa"}
-    assert {n: t.paper_shots for n, t in TASKS.items()} == {
+    assert PAPER_TASKS == ("storycloze", "mmsu", "obqa", "hellaswag", "arc_challenge", "piqa")
+    assert {n: TASKS[n].paper_shots for n in PAPER_TASKS} == {
         "storycloze": 5, "mmsu": 4, "obqa": 5, "hellaswag": 3, "arc_challenge": 1, "piqa": 5}
     for name in ("mmsu", "obqa", "arc_challenge"):
         assert TASKS[name].formats == ("continuation", "mc_letter", "mc_option")
     for name in ("storycloze", "hellaswag", "piqa"):
         assert TASKS[name].formats == ("continuation",)
+
+
+def test_the_family_is_zero_shot_continuation_from_prepared_files(root):
+    assert FAMILY == ("next_word_broad", "next_word_book", "agreement", "world_qa")
+    for name in FAMILY:
+        task = TASKS[name]
+        assert task.family and task.paper_shots == 0 and task.formats == ("continuation",)
+        assert task.eval_file == f"data/prepared/family/{name}.jsonl" and task.fewshot_file is None
+        items = load_items(name, "continuation", root, n=None, seed=0)
+        assert sorted(i.id for i in items) == sorted(f"{name}/{name}-{i}" for i in range(5))
+    item = by_id(root, "world_qa", "continuation", "world_qa/world_qa-1")
+    assert (item.context, item.choices, item.label) == ("Question: Where does person 1 work?\nAnswer:",
+                                                        ["a", "b", "c", "d"], 1)
+    item = by_id(root, "agreement", "continuation", "agreement/agreement-3")
+    assert (item.context, item.choices, item.label) == ("the words before number 3", ["is", "are"], 1)
 
 
 def test_unknown_task_lists_known_names():

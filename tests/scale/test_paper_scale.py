@@ -79,8 +79,14 @@ def test_estimate_prints_its_assumptions(capsys):
 
 # ------------------------------------------------------------------------------------- fetch, then prepare
 
+_VOCABULARY = ("the river runs past old mills where children play and birds sing while farmers walk home over "
+               "green hills under grey clouds").split()
+
+
 def _fineweb_parquet(folder: Path, n: int, words: int = 120) -> str:
-    rows = [{"id": f"<urn:uuid:{i}>", "text": " ".join(f"w{i}x{k}." if k % 12 == 11 else f"w{i}x{k}"
+    # plain lower-case words, so that prepare's family finds next words with frequency bands in them
+    vocab = _VOCABULARY
+    rows = [{"id": f"<urn:uuid:{i}>", "text": " ".join(vocab[(7 * i + k) % len(vocab)] + ("." if k % 12 == 11 else "")
                                                      for k in range(words)), "score": 3.0} for i in range(n)]
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(folder / "train-00000.parquet")

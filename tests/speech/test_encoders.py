@@ -23,7 +23,7 @@ def test_every_registered_backend_resolves_to_a_class_built_from_its_config(regi
 
 def test_unknown_names_are_errors_that_list_the_known_ones():
     # the config rejects them first; the registries say the same to a caller that bypasses it
-    with pytest.raises(ValueError, match=r"unknown encoder 'wav2vec'; known: \['logmel', 'mimi'\]"):
+    with pytest.raises(ValueError, match=r"unknown encoder 'wav2vec'; known: \['logmel', 'mimi', 'phones'\]"):
         make_encoder(dataclasses.replace(EncodeConfig(), encoder="wav2vec"))
     cfg = object.__new__(SynthesizeConfig)
     object.__setattr__(cfg, "tts", "festival")

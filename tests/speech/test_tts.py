@@ -186,3 +186,15 @@ def test_two_worker_processes_synthesize_the_same_store_as_one(tmp_path) -> None
                           world_size=1)
         stores[workers] = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert len(stores[1]) > 2 and stores[1] == stores[2]
+
+
+def test_phoneme_events_leave_audio_and_words_unchanged(tts: EspeakTTS) -> None:
+    text = "The cat sat on the mat, and the dog barked at 1984 birds."
+    plain, timed = tts.synthesize(text), tts.synthesize(text, phonemes=True)
+    assert np.array_equal(plain.audio, timed.audio) and plain.words == timed.words and plain.phonemes == []
+    starts = [p.start for p in timed.phonemes]
+    assert starts == sorted(starts) and 0 <= starts[0] and starts[-1] <= timed.duration
+    names = [p.name for p in timed.phonemes]
+    # espeak-ng's mnemonics: "cat" is k 'a t; sentence and clause pauses are "_" phonemes
+    assert names[names.index("k"):names.index("k") + 3] == ["k", "'a", "t"]
+    assert any(n.startswith("_") for n in names)

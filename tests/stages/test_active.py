@@ -25,7 +25,7 @@ def test_active_selection_stages_from_embeddings_to_d_active(world, stage1):
     assert m["probes"]["held_out"] + m["probes"]["from_pool"] == cfg.clusters * cfg.probes_per_cluster
     assert all(abs(sum(v) - 1) < 1e-4 for v in m["spread"].values()) and len(m["terms"]) == cfg.clusters
 
-    probes_stage(params, clusters, probes)
+    probes_stage(params, clusters, root / "phones", probes)
     mis = misalignment_stage(params, root / "teacher", stage1, clusters, probes, root / "mis.json")
     assert len(mis["M"]) == cfg.clusters and all(v > 0 and np.isfinite(v) for v in mis["M"])
     assert all(p > 0 for p in mis["positions"])
@@ -35,7 +35,7 @@ def test_active_selection_stages_from_embeddings_to_d_active(world, stage1):
     orders = {}
     for gamma in cfg.gammas:
         sel = select_stage(params, gamma, emb, clusters, root / "mis.json", probes, root / "speech",
-                           out / str(gamma), root / f"select-{gamma}.json")
+                           root / "phones", out / str(gamma), root / f"select-{gamma}.json")
         selection = json.loads((out / str(gamma) / "selection.json").read_text())
         orders[gamma] = selection["order"]
         assert not pool_probes & set(selection["order"])

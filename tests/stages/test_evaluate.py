@@ -53,11 +53,11 @@ def test_encode_picks_up_the_second_voice_corpus(tmp_path):
     for name in ("speech", "test", "eval"):
         synthesize_corpus(EspeakTTS(), docs, speech / name, name)
     synthesize_corpus(EspeakTTS(voice="en-us+f3"), [], speech / VOICE2, VOICE2)  # no second voice: empty
-    cfg = EncodeConfig(n_mels=8, workers=1)
-    stats = encode(cfg, speech, features)
+    cfg = EncodeConfig(encoder="logmel", n_mels=8, workers=1)
+    stats = encode(cfg, speech, None, features)
     assert stats[VOICE2]["documents"] == 0 and len(ShardedStore(features / VOICE2)) == 0
     synthesize_corpus(EspeakTTS(voice="en-us+f3"), docs, speech / VOICE2, VOICE2)
-    encode(cfg, speech, features)
+    encode(cfg, speech, None, features)
     assert ShardedStore(features / VOICE2).ids() == ["ctx-a"]
     assert read_jsonl(speech / VOICE2 / "index.jsonl")[0]["voice"] == "en-us+f3"
     a, b = ShardedStore(features / "eval").array("ctx-a"), ShardedStore(features / VOICE2).array("ctx-a")
@@ -65,5 +65,5 @@ def test_encode_picks_up_the_second_voice_corpus(tmp_path):
     import shutil
 
     shutil.rmtree(speech / VOICE2)  # a corpus no longer synthesized loses its stale features
-    encode(cfg, speech, features)
+    encode(cfg, speech, None, features)
     assert not (features / VOICE2).exists()

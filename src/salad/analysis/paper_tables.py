@@ -4,6 +4,10 @@ Ours are best-format headline accuracies (`salad.evaluation.benchmarks.best_form
 minus the system's, in percentage points (lower is better), as in the paper. The paper's values come from
 `data/paper/published.csv` (`salad.analysis.published`): SALAD-3B is the row to compare with, since our student is trained
 by the same recipe, and the ASR cascade is the topline of Table 3. Columns named `paper_*` are the paper's.
+
+Rows: one per task (a task of the miniature family has no paper cells), then the averages: "average", the headline
+(over the family when any family task was evaluated), and, when both groups were evaluated, "family average" and
+"benchmarks average", the latter beside the paper's "Avg." over its six benchmarks.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import math
 import pandas as pd
 
 from salad.analysis.published import published_value
+from salad.evaluation.tasks import get_task
 
 # our task → (Tables 3/5 column prefix, Table 4 column, Table 8 column prefix or None)
-PAPER_TASKS = {
+PAPER_COLUMNS = {
     "storycloze": ("StoryCloze", "SC", None),
     "mmsu": ("MMSU", "MMSU", "MMSU (VoiceBench)"),
     "obqa": ("OBQA", "OBQA", "OBQA (VoiceBench)"),
@@ -30,21 +35,43 @@ def _paper(table: str, row: str, column: str | None) -> float:
     return math.nan if value is None else float(value)
 
 
+AVERAGES = {"average": None, "family average": "family", "benchmarks average": "benchmarks"}
+"""Average row → its task group in the metrics' "averages" (None: the headline "average")."""
+
+
 def _tasks(evaluate: dict) -> list[str]:
     tasks = list(evaluate["best"]["teacher"]["text"]["tasks"])
-    unknown = [t for t in tasks if t not in PAPER_TASKS]
+    unknown = [t for t in tasks if t not in PAPER_COLUMNS and not get_task(t).family]
     if unknown:
-        raise KeyError(f"tasks {unknown} have no column in the paper's tables (salad.analysis.paper_tables.PAPER_TASKS)")
+        raise KeyError(f"tasks {unknown} have no column in the paper's tables "
+                       f"(salad.analysis.paper_tables.PAPER_COLUMNS)")
     return tasks
 
 
-def _ours(evaluate: dict, model: str, mode: str, gap: str | None, task: str | None) -> tuple[float, float]:
-    """(accuracy %, gap in points) of one system for one task, or averaged over tasks when `task` is None."""
+def _groups(evaluate: dict) -> dict:
+    return evaluate["best"]["teacher"]["text"].get("averages", {})
+
+
+def _average_rows(evaluate: dict) -> list[str]:
+    """"average", and each group's average when both groups were evaluated."""
+    groups = _groups(evaluate)
+    return ["average", *(row for row, group in AVERAGES.items() if group in groups and len(groups) == 2)]
+
+
+def _paper_average(evaluate: dict, row: str) -> bool:
+    """Whether an average row is over the paper's benchmarks (so beside the paper's Avg.)."""
+    return row == "benchmarks average" or (row == "average" and "family" not in _groups(evaluate))
+
+
+def _ours(evaluate: dict, model: str, mode: str, gap: str | None, task: str) -> tuple[float, float]:
+    """(accuracy %, gap in points) of one system for one task or average row."""
     best = evaluate["best"][model][mode]
     headline = evaluate["headline"]
-    if task is None:
-        acc = best["average"]
-        g = evaluate["gaps"][gap]["average"] if gap else math.nan
+    if task in AVERAGES:
+        group = AVERAGES[task]
+        acc = best["average"] if group is None else best["averages"][group]
+        g = math.nan if not gap else (evaluate["gaps"][gap]["average"] if group is None
+                                      else evaluate["gaps"][gap]["averages"].get(group, math.nan))
     else:
         entry = best["tasks"].get(task)
         acc = entry[headline] if entry else math.nan
@@ -58,9 +85,12 @@ def _rows(evaluate: dict, table: str, columns: list[tuple[str, str, str, str | N
     (our column, the paper's row); `column_of(task)` gives the paper's column prefix for a task (None: no cell);
     the paper's columns are "<prefix> Acc." and "<prefix> <gap_header>"."""
     rows = []
-    for task in [*_tasks(evaluate), None]:
-        prefix = column_of(task) if task else "Avg."
-        row = {"task": task or "average", "paper_task": prefix or ""}
+    for task in [*_tasks(evaluate), *_average_rows(evaluate)]:
+        if task in AVERAGES:
+            prefix = "Avg." if _paper_average(evaluate, task) else None
+        else:
+            prefix = column_of(task) if task in PAPER_COLUMNS else None
+        row = {"task": task, "paper_task": prefix or ""}
         for name, model, mode, gap in columns:
             row[f"{name}_acc"], row[f"{name}_gap"] = _ours(evaluate, model, mode, gap, task)
         for name, paper_row in paper_rows:
@@ -77,13 +107,13 @@ def table3(evaluate: dict, size: str = "3B") -> pd.DataFrame:
                  [("student_speech", "student", "speech", "speech"), ("cascade", "cascade", "speech", "cascade")],
                  [("SALAD_stage1", f"SALAD-{size} Stage I"), ("SALAD_stage2", f"SALAD-{size} Stage II"),
                   ("ASR_cascade", f"ASR + Qwen2.5-{size}")],
-                 lambda task: PAPER_TASKS[task][0])
+                 lambda task: PAPER_COLUMNS[task][0])
 
 
 def table5(evaluate: dict, size: str = "3B") -> pd.DataFrame:
     """Table 5: the student's text accuracy and gap beside SALAD-<size>'s."""
     return _rows(evaluate, "Table 5", [("student_text", "student", "text", "text")],
-                 [("SALAD", f"SALAD-{size}")], lambda task: PAPER_TASKS[task][0])
+                 [("SALAD", f"SALAD-{size}")], lambda task: PAPER_COLUMNS[task][0])
 
 
 def table8(evaluate: dict, size: str = "3B") -> pd.DataFrame:
@@ -93,23 +123,26 @@ def table8(evaluate: dict, size: str = "3B") -> pd.DataFrame:
                  [("student_voice2", "student_voice2", "speech", "speech_voice2"),
                   ("student_fixed_voice", "student", "speech", "speech")],
                  [("SALAD_stage1", f"SALAD-{size} Stg. I"), ("SALAD_stage2", f"SALAD-{size} Stg. II")],
-                 lambda task: PAPER_TASKS[task][2], gap_header="Gap (%)")  # Table 8's gap header carries a unit
+                 lambda task: PAPER_COLUMNS[task][2], gap_header="Gap (%)")  # Table 8's gap header carries a unit
 
 
 def table4(per_task: pd.DataFrame, uniform: str, active: str) -> pd.DataFrame:
     """Table 4: speech accuracy (%) per task of Stage I, uniform and active Stage II, beside the paper's uniform and
-    active rows. `per_task`: one row per task (column `task`, and `average`) with accuracy (0–1) columns
+    active rows (the mean of the paper's six beside our benchmarks' average). `per_task`: one row per task (column
+    `task`) and the average rows of salad.analysis.results.best_accuracy, with accuracy (0–1) columns
     "Stage I", `uniform` and `active` (salad.analysis.results.stage2_per_task)."""
     rows = []
+    family = any(t not in AVERAGES and get_task(t).family for t in per_task["task"])
     for _, r in per_task.iterrows():
-        column = PAPER_TASKS[r["task"]][1] if r["task"] in PAPER_TASKS else None
+        column = PAPER_COLUMNS[r["task"]][1] if r["task"] in PAPER_COLUMNS else None
         paper = {name: _paper("Table 4", row, column) for name, row in (("uniform", "Uniform"),
                                                                           ("active", "Active Sel."))}
-        if r["task"] == "average":
-            paper = {name: float(sum(_paper("Table 4", row, PAPER_TASKS[t][1]) for t in PAPER_TASKS)
-                                 / len(PAPER_TASKS)) for name, row in (("uniform", "Uniform"),
+        paper_mean = r["task"] == "benchmarks average" or (r["task"] == "average" and not family)
+        if paper_mean:
+            paper = {name: float(sum(_paper("Table 4", row, PAPER_COLUMNS[t][1]) for t in PAPER_COLUMNS)
+                                 / len(PAPER_COLUMNS)) for name, row in (("uniform", "Uniform"),
                                                                        ("active", "Active Sel."))}
-        rows.append({"task": r["task"], "paper_task": column or ("mean of the six" if r["task"] == "average" else ""),
+        rows.append({"task": r["task"], "paper_task": column or ("mean of the six" if paper_mean else ""),
                      "stage1": 100.0 * r["Stage I"], "uniform": 100.0 * r[uniform], "active": 100.0 * r[active],
                      "active_minus_uniform": 100.0 * (r[active] - r[uniform]),
                      "paper_uniform": paper["uniform"], "paper_active": paper["active"],

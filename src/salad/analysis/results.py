@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from salad.config import Params, checked_stage2_cell_name, grid_cell_name, stage2_cell_name
-from salad.evaluation.benchmarks import HEADLINE, average_accuracy, best_format, best_format_accuracy, summarize
+from salad.evaluation.benchmarks import (HEADLINE, best_format, best_format_accuracy, group_averages, headline_tasks,
+                                         summarize, task_groups)
 from salad.storage.atomic import read_jsonl
 
 
@@ -42,11 +43,15 @@ def best_format_detail(results: dict, mode: str, metric: str = HEADLINE) -> dict
     return detail
 
 
-def average_with_se(results: dict, mode: str, metric: str = HEADLINE) -> tuple[float, float, float]:
-    """(average over tasks of the best format's accuracy, its standard error, the average chance level). The tasks'
-    items are independent, so se = sqrt(sum_t p_t(1-p_t)/n_t) / T; it ignores that the best of a task's formats was
-    chosen on the same items (the paper's rule), so it is a lower bound."""
+def average_with_se(results: dict, mode: str, metric: str = HEADLINE, group: str | None = None
+                    ) -> tuple[float, float, float]:
+    """(average over tasks of the best format's accuracy, its standard error, the average chance level), over the
+    headline tasks (`group` None: the family's when any family task was scored, else all) or one task group
+    ("family", "benchmarks"). The tasks' items are independent, so se = sqrt(sum_t p_t(1-p_t)/n_t) / T; it ignores
+    that the best of a task's formats was chosen on the same items (the paper's rule), so it is a lower bound."""
     detail = best_format_detail(results, mode, metric)
+    tasks = headline_tasks(detail) if group is None else task_groups(detail)[group]
+    detail = {t: detail[t] for t in tasks}
     if not detail:
         return float("nan"), float("nan"), float("nan")
     accuracy = float(np.mean([d["accuracy"] for d in detail.values()]))
@@ -56,20 +61,35 @@ def average_with_se(results: dict, mode: str, metric: str = HEADLINE) -> tuple[f
 
 def accuracy_columns(results: dict) -> dict[str, float]:
     """A results row's accuracy columns of one model's `summarize` output: `{mode}_accuracy` and `{mode}_accuracy_se`
-    for speech and text (`average_with_se`), and the average chance level."""
-    summary = {mode: average_with_se(results, mode) for mode in ("speech", "text")}
-    columns = {f"{mode}_accuracy": accuracy for mode, (accuracy, _, _) in summary.items()}
-    for mode, (_, se, chance) in summary.items():
-        columns[f"{mode}_accuracy_se"], columns["chance"] = se, chance
+    for speech and text over the headline tasks (`average_with_se`) and the average chance level, and the same over
+    the paper benchmarks alone (`{mode}_accuracy_benchmarks`, `..._se`, `chance_benchmarks`; NaN where none was
+    scored, e.g. the grid's models in the miniature world)."""
+    columns = {}
+    for suffix, group in (("", None), ("_benchmarks", "benchmarks")):
+        for mode in ("speech", "text"):
+            accuracy, se, chance = average_with_se(results, mode, group=group)
+            columns[f"{mode}_accuracy{suffix}"], columns[f"{mode}_accuracy{suffix}_se"] = accuracy, se
+            columns[f"chance{suffix}"] = chance
     return columns
 
 
+AVERAGE_ROWS = {"average": "average", "family": "family average", "benchmarks": "benchmarks average"}
+"""The rows `best_accuracy` adds after the tasks: the headline average, and each task group's where both groups are
+present."""
+
+
 def best_accuracy(records: list[dict], mode: str, metric: str = HEADLINE) -> dict[str, float]:
-    """Per task, the best prompt format's `metric` in `mode` over `records`, and the mean over tasks ("average")."""
+    """Per task, the best prompt format's `metric` in `mode` over `records`; the headline mean over tasks
+    ("average", over the family's tasks when any was scored) and, when the family and the paper benchmarks were both
+    scored, each group's mean ("family average", "benchmarks average")."""
     tasks = best_format_accuracy(summarize(records), mode, metric)  # summarize orders the tasks
     if not tasks:
         raise ValueError(f"no record was scored in {mode} mode")
-    return {**tasks, "average": average_accuracy(tasks)}
+    averages = group_averages(tasks)
+    rows = {AVERAGE_ROWS["average"]: averages.pop("average")}
+    if len(averages) == 2:
+        rows.update({AVERAGE_ROWS[group]: value for group, value in averages.items()})
+    return {**tasks, **rows}
 
 
 def on_items(records: list[dict], like: list[dict]) -> list[dict]:

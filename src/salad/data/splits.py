@@ -54,7 +54,7 @@ import numpy as np
 
 from salad.config import PrepareConfig
 
-__all__ = ["PrepareError", "chunk_words", "chunk_text", "text_mix_chunks", "clean_book_text", "is_sentence_end",
+__all__ = ["PrepareError", "named_rng", "chunk_words", "chunk_text", "text_mix_chunks", "clean_book_text", "is_sentence_end",
            "check_text_records", "split_broad", "split_books", "build_mmsu", "split_stats", "WORDS_PER_MINUTE"]
 
 CHUNK_TOLERANCE = 0.3
@@ -88,7 +88,7 @@ class PrepareError(ValueError):
 # seeded streams
 
 
-def _rng(seed: int, *stream: str | int) -> np.random.Generator:
+def named_rng(seed: int, *stream: str | int) -> np.random.Generator:
     """A generator for one named purpose: the same (seed, stream) always gives the same draws."""
     words = [int(seed) & 0xFFFFFFFF]
     for part in stream:
@@ -180,9 +180,9 @@ def _words(text: str) -> int:
 
 def split_broad(docs: list[dict], cfg: PrepareConfig, seed: int) -> tuple[dict[str, list[dict]], dict]:
     """test / probe / web over whole source documents (module docstring, step 2), and what was left out."""
-    order = _rng(seed, "broad", "order").permutation(len(docs))
-    pick = _rng(seed, "broad", "heldout-chunk")
-    splits: dict[str, list[dict]] = {"test": [], "probe": [], "web": []}
+    order = named_rng(seed, "broad", "order").permutation(len(docs))
+    pick = named_rng(seed, "broad", "heldout-chunk")
+    splits: dict[str, list[dict]] = {"test": [], "probe": [], "web": [], "heldout_rest": []}
     quota = [("test", cfg.test_docs), ("probe", cfg.probe_docs)]
     info = {"documents": len(docs), "documents_without_chunks": 0, "heldout_discarded_chunks": 0,
             "heldout_discarded_words": 0}
@@ -202,6 +202,7 @@ def split_broad(docs: list[dict], cfg: PrepareConfig, seed: int) -> tuple[dict[s
             chosen = sorted(pick.choice(len(records), size=keep, replace=False).tolist())
             splits[name].extend(records[k] for k in chosen)
             dropped = [r for k, r in enumerate(records) if k not in chosen]
+            splits["heldout_rest"].extend(dropped)  # never trained on: the miniature family's broad text
             info["heldout_discarded_chunks"] += len(dropped)
             info["heldout_discarded_words"] += sum(_words(r["text"]) for r in dropped)
         else:
@@ -216,11 +217,12 @@ def split_broad(docs: list[dict], cfg: PrepareConfig, seed: int) -> tuple[dict[s
 
 
 def split_books(books: list[dict], web: list[dict], cfg: PrepareConfig, seed: int, path: Path
-                ) -> tuple[list[dict], list[dict], dict]:
-    """speech.jsonl records, pretraining records, and book statistics (module docstring, step 3)."""
+                ) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """speech.jsonl records, pretraining records, the speech books' chunks outside D_speech (never trained on: the
+    miniature family's book text), and book statistics (module docstring, step 3)."""
     if cfg.speech_books > len(books):
         raise PrepareError(f"{path}: prepare.speech_books={cfg.speech_books} but the file holds {len(books)} books")
-    chosen = set(_rng(seed, "books", "speech").choice(len(books), size=cfg.speech_books, replace=False).tolist())
+    chosen = set(named_rng(seed, "books", "speech").choice(len(books), size=cfg.speech_books, replace=False).tolist())
 
     def book_chunks(indices) -> list[dict]:
         return [{"id": f"pg{books[i]['pg_id']}#{k}", "book": books[i].get("title"), "pg_id": books[i]["pg_id"],
@@ -231,22 +233,24 @@ def split_books(books: list[dict], web: list[dict], cfg: PrepareConfig, seed: in
     if len(speech_pool) < cfg.speech_docs:
         raise PrepareError(f"{path}: the {cfg.speech_books} speech books give {len(speech_pool)} chunks of "
                            f"{cfg.doc_words} words, fewer than prepare.speech_docs={cfg.speech_docs}")
-    take = _rng(seed, "books", "speech-chunks").choice(len(speech_pool), size=cfg.speech_docs, replace=False)
+    take = named_rng(seed, "books", "speech-chunks").choice(len(speech_pool), size=cfg.speech_docs, replace=False)
     speech = [speech_pool[j] for j in take.tolist()]
+    taken = set(take.tolist())
+    speech_rest = [c for j, c in enumerate(speech_pool) if j not in taken]
     other_pool = book_chunks(i for i in range(len(books)) if i not in chosen)
 
     web_chars = sum(len(r["text"]) for r in web)
     f = cfg.teacher_book_fraction
     target = f / (1.0 - f) * web_chars  # book characters that make them a share f of the total
     book_part, book_chars = [], 0
-    for j in _rng(seed, "books", "pretrain-chunks").permutation(len(other_pool)).tolist():
+    for j in named_rng(seed, "books", "pretrain-chunks").permutation(len(other_pool)).tolist():
         n = len(other_pool[j]["text"])
         if abs(book_chars + n - target) >= abs(book_chars - target):
             break
         book_part.append({"id": other_pool[j]["id"], "text": other_pool[j]["text"]})
         book_chars += n
     pretrain = [{"id": r["id"], "text": r["text"]} for r in web] + book_part
-    order = _rng(seed, "pretrain", "order").permutation(len(pretrain)).tolist()
+    order = named_rng(seed, "pretrain", "order").permutation(len(pretrain)).tolist()
     pretrain = [pretrain[j] for j in order]
     info = {
         "speech_books": [{"pg_id": books[i]["pg_id"], "title": books[i].get("title")} for i in sorted(chosen)],
@@ -258,7 +262,7 @@ def split_books(books: list[dict], web: list[dict], cfg: PrepareConfig, seed: in
         "pretrain_book_fraction": book_chars / max(1, book_chars + web_chars),
         "pretrain_book_fraction_target": f,
     }
-    return speech, pretrain, info
+    return speech, pretrain, speech_rest, info
 
 
 def build_mmsu(items: list[dict], cfg: PrepareConfig, seed: int, path: Path) -> list[dict]:
@@ -295,10 +299,10 @@ def build_mmsu(items: list[dict], cfg: PrepareConfig, seed: int, path: Path) -> 
                     distractors.append(o)
             if len(distractors) >= k - 1:
                 eligible.append((it, gold, distractors))
-        order = _rng(seed, "mmsu", "items", category).permutation(len(eligible)).tolist()
+        order = named_rng(seed, "mmsu", "items", category).permutation(len(eligible)).tolist()
         for j in order[:cfg.mmsu_per_category]:
             it, gold, distractors = eligible[j]
-            rng = _rng(seed, "mmsu", "options", it["question_id"])
+            rng = named_rng(seed, "mmsu", "options", it["question_id"])
             picked = [distractors[d] for d in sorted(rng.choice(len(distractors), size=k - 1, replace=False).tolist())]
             options = [gold] + picked
             perm = rng.permutation(k).tolist()

@@ -41,7 +41,10 @@ log probability of each answer", Appendix A.4); acc and acc_bytes are saved besi
 Best format per task. For every model, mode and task the best prompt format is reported (the paper reports each
 model under its best format), all formats are kept, and the gaps are taken between best formats: Table 3's gap =
 teacher text accuracy - student speech accuracy, Table 5's text gap = teacher text accuracy - student text accuracy,
-per task and on the average over tasks. `best_format` is the one definition of a task's best format, and
+per task and on the average over tasks. The headline average is over the miniature family's tasks when any is
+evaluated (`headline_tasks`: in the miniature world the paper benchmarks sit at chance), else over all tasks; the
+average of each group ("family", "benchmarks") is kept beside it. `best_format` is the one definition of a task's
+best format, and
 `best_format_accuracy` and `average_accuracy` the one reading of a model's accuracy that every table and report
 uses. Each accuracy is over the items its run scored: where speech skips items that text mode scores (MMSU in the
 default world), the two are over different items; the per-item records allow a matched comparison.
@@ -109,21 +112,23 @@ def plan_task(params: Params, root: Path, name: str) -> tuple[int, dict[str, tup
     """(shots, {format: (items, few-shot prefix)}) of one task: its evaluated items in every format and the shots
     chosen for it (see the module docstring), with the same demonstration records for every item and format.
 
-    Evaluated items are the first `evaluate.items` of the task's seeded shuffle. With a separate few-shot file the
+    Evaluated items are the first `evaluate.items` (a family task: `evaluate.family_items`) of the task's seeded
+    shuffle. With a separate few-shot file the
     demonstrations are drawn from it; when the pool is the evaluated file itself (MMSU, HellaSwag, PIQA) the
     demonstrations are drawn first, from the whole file, and their records are left out of the evaluated items, so
     that evaluating every item (the paper profiles) still leaves demonstrations to show.
     """
     cfg = params.evaluate
     task = get_task(name)
+    n = cfg.family_items if task.family else cfg.items
     cap = min(task.paper_shots, cfg.shots)
     if task.fewshot_file is None:
         drawn = {fmt: fewshot_items(name, fmt, root, cap, params.seed, exclude_ids=set()) for fmt in task.formats}
         held = {i.id for fmt_items in drawn.values() for i in fmt_items}  # the same records in every format
         items = {fmt: [i for i in load_items(name, fmt, root, n=None, seed=params.seed) if i.id not in held]
-                 [:cfg.items] for fmt in task.formats}
+                 [:n] for fmt in task.formats}
     else:
-        items = {fmt: load_items(name, fmt, root, n=cfg.items, seed=params.seed) for fmt in task.formats}
+        items = {fmt: load_items(name, fmt, root, n=n, seed=params.seed) for fmt in task.formats}
         exclude = {i.id for fmt_items in items.values() for i in fmt_items}
         drawn = {fmt: fewshot_items(name, fmt, root, cap, params.seed, exclude_ids=exclude) for fmt in task.formats}
     demos = {fmt: [demo_text(i) for i in drawn[fmt]] for fmt in task.formats}
@@ -190,14 +195,17 @@ def score_speech(model: SpeechAdaptedLM, tokenizer, features: np.ndarray, choice
     return score_continuations(model.lm, torch.cat([start, speech]), conts)
 
 
-def first_items(items: list[tuple[str, Item, str]], n: int) -> list[tuple[str, Item, str]]:
-    """The first `n` items of every task and format (a smaller evaluation of the same contexts, which keeps their
-    demonstrations and so their synthesized speech)."""
+def first_items(items: list[tuple[str, Item, str]], n: int, n_family: int | None = None
+                ) -> list[tuple[str, Item, str]]:
+    """The first `n` items of every paper benchmark and format and the first `n_family` (None: `n`) of every family
+    task (a smaller evaluation of the same contexts, which keeps their demonstrations and so their synthesized
+    speech)."""
+    n_family = n if n_family is None else n_family
     seen: dict[tuple[str, str], int] = defaultdict(int)
     out = []
     for fmt, item, prefix in items:
         seen[(item.task, fmt)] += 1
-        if seen[(item.task, fmt)] <= n:
+        if seen[(item.task, fmt)] <= (n_family if get_task(item.task).family else n):
             out.append((fmt, item, prefix))
     return out
 
@@ -286,10 +294,37 @@ def average_accuracy(per_task: dict[str, float]) -> float:
     return float(np.mean(list(per_task.values())))
 
 
+def task_groups(tasks) -> dict[str, list[str]]:
+    """{"family": the miniature family's tasks among `tasks`, "benchmarks": the paper's} (in `tasks`' order)."""
+    tasks = list(tasks)
+    return {"family": [t for t in tasks if get_task(t).family], "benchmarks": [t for t in tasks if not get_task(t).family]}
+
+
+def headline_tasks(tasks) -> list[str]:
+    """The tasks whose average is the headline accuracy: the family's when any family task is evaluated (the
+    miniature world, where the paper benchmarks sit at chance), else all of them (paper scale)."""
+    return task_groups(tasks)["family"] or list(tasks)
+
+
+def category_tasks(params: Params) -> list[str]:
+    """Figure 7's tasks: `active.category_tasks`, or the headline tasks of `evaluate.tasks` when it is null."""
+    return list(params.active.category_tasks or headline_tasks(params.evaluate.tasks))
+
+
+def group_averages(per_task: dict[str, float]) -> dict[str, float]:
+    """The headline "average" of `per_task` and the average of each non-empty task group ("family", "benchmarks")."""
+    out = {"average": average_accuracy({t: per_task[t] for t in headline_tasks(per_task)})}
+    for group, tasks in task_groups(per_task).items():
+        if tasks:
+            out[group] = average_accuracy({t: per_task[t] for t in tasks})
+    return out
+
+
 def best_formats(results: dict, metric: str = HEADLINE) -> dict:
     """{model: {mode: {"tasks": {task: {"format", metric, "n"}}, "average"}}}: for every model, mode and task the
     `best_format` (ties: the task's first format in Table 6 order; a task with no format scored gets format None
-    and NaN), and the average over tasks of those best accuracies (NaN if any task is NaN). `results` is
+    and NaN), the headline average over tasks of those best accuracies (`headline_tasks`; NaN if any task is NaN)
+    and the average of each task group under "averages". `results` is
     {model: summarize(records)}."""
     best: dict = {}
     for model, tasks in results.items():
@@ -305,7 +340,9 @@ def best_formats(results: dict, metric: str = HEADLINE) -> dict:
                 best.setdefault(model, {}).setdefault(mode, {"tasks": {}})["tasks"][task] = entry
     for modes in best.values():
         for summary in modes.values():
-            summary["average"] = round(average_accuracy({t: e[metric] for t, e in summary["tasks"].items()}), 4)
+            averages = group_averages({t: e[metric] for t, e in summary["tasks"].items()})
+            summary["average"] = round(averages.pop("average"), 4)
+            summary["averages"] = {group: round(value, 4) for group, value in averages.items()}
     return best
 
 
@@ -324,10 +361,15 @@ def benchmark_gaps(best: dict, metric: str = HEADLINE) -> dict:
         system = best[model][mode]["tasks"]
         tasks = [t for t in reference if t in system]
         per_task = {t: round(reference[t][metric] - system[t][metric], 4) for t in tasks}
-        average = (np.mean([reference[t][metric] for t in tasks]) - np.mean([system[t][metric] for t in tasks])
-                   if tasks else float("nan"))
+
+        def gap_over(subset: list[str]) -> float:
+            return (float(np.mean([reference[t][metric] for t in subset]) - np.mean([system[t][metric] for t in subset]))
+                    if subset else float("nan"))
+
         gaps[name] = {"reference": f"{ref_model}/{ref_mode}", "system": f"{model}/{mode}", "tasks": per_task,
-                      "average": round(float(average), 4)}
+                      "average": round(gap_over(headline_tasks(tasks)), 4),
+                      "averages": {group: round(gap_over(subset), 4)
+                                   for group, subset in task_groups(tasks).items() if subset}}
     return gaps
 
 

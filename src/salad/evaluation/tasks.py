@@ -1,4 +1,6 @@
-"""Benchmark task registry: the six multiple-choice tasks of the paper (docs/design.md §7, paper Appendix A.4 / Table 6).
+"""Benchmark task registry: the six multiple-choice tasks of the paper (docs/design.md §7, paper Appendix A.4 / Table 6)
+and the miniature family (`FAMILY`), tasks the miniature teacher can do, built by `prepare` (salad.data.family,
+salad.data.world).
 
 Each task is a small declarative `Task`: where its evaluation and few-shot records live, which prompt formats the
 paper defines for it, how many shots the paper used, and a parser from one raw record to a neutral `_Doc`
@@ -19,6 +21,17 @@ gives the table's "Answer: <answer>" and "<story prefix> <answer>".
 
   Letters are positional (A, B, C, ...) for every record, also for ARC items whose original labels were
   "1".."4", and an ARC item with 3 or 5 options lists 3 or 5 lines.
+
+The miniature family, zero-shot, continuation format only (their records are written by `prepare`, one file each
+under data/prepared/family/; the recipes are in salad.data.family and salad.data.world):
+
+- ``next_word_broad`` / ``next_word_book`` (plain): 10-30 words of a held-out broad / book document, the true next
+  word against 3 words of its frequency band (4 choices);
+- ``agreement`` (plain): the words before a verb form (is/are, was/were, has/have), the form against its
+  counterpart (2 choices, the same number of items per form);
+- ``world_qa`` (qa): "Question: Where does <person> work?\nAnswer:" (or where they were born, or what they always
+  carry) about a person of the seeded world whose facts the teacher read only as statements; the true value against
+  3 other people's values (4 choices).
 
 Per-task choices, where the table is ambiguous or our data differs from what lm-eval sees:
 
@@ -153,6 +166,14 @@ def _piqa(r: dict) -> _Doc:
     return _Doc(_get(r, "goal", str), [_get(r, "sol1", str), _get(r, "sol2", str)], _get(r, "label", int))
 
 
+def _plain_choice(r: dict) -> _Doc:
+    return _Doc(_get(r, "context", str), _strings(r, "choices"), _get(r, "label", int))
+
+
+def _question(r: dict) -> _Doc:
+    return _Doc(_get(r, "question", str), _strings(r, "options"), _get(r, "label", int))
+
+
 def _render_qa(doc: _Doc, fmt: str) -> tuple[str, list[str]]:
     header = (f"The following are multiple choice questions (with answers) about {doc.topic}.\n"
               if doc.topic is not None else "")
@@ -187,6 +208,8 @@ class Task:
     layout: str = "qa"
     keys: tuple[str, ...] = ()
     """Record fields that identify a record, first non-null wins; the line index if none is present."""
+    family: bool = False
+    """A task of the miniature family (built by `prepare`), not one of the paper's benchmarks."""
 
     def key(self, record: dict, index: int) -> str:
         for k in self.keys:
@@ -239,7 +262,16 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arc_challenge", f"{_BENCH}/arc_challenge_test.jsonl.gz", f"{_BENCH}/arc_challenge_train.jsonl.gz",
          FORMATS, 1, parse=_arc, keys=("source_index", "id")),
     Task("piqa", f"{_BENCH}/piqa_validation.jsonl.gz", None, ("continuation",), 5, parse=_piqa, keys=("idx",)),
+    *(Task(name, f"data/prepared/family/{name}.jsonl", None, ("continuation",), 0, parse=_plain_choice,
+           layout="plain", keys=("id",), family=True) for name in ("next_word_broad", "next_word_book", "agreement")),
+    Task("world_qa", "data/prepared/family/world_qa.jsonl", None, ("continuation",), 0, parse=_question, keys=("id",),
+         family=True),
 )}
+
+PAPER_TASKS = tuple(name for name, task in TASKS.items() if not task.family)
+"""The paper's six benchmarks."""
+FAMILY = tuple(name for name, task in TASKS.items() if task.family)
+"""The miniature family: the tasks the miniature teacher can do (the miniature world's headline accuracy)."""
 
 
 def get_task(name: str) -> Task:

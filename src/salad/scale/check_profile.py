@@ -115,7 +115,8 @@ def _small_splits(params: Params) -> Params:
     # the shipped text stands in for the fetched corpora (their ingestion has its own tests: tests/scale/test_corpora.py)
     return dataclasses.replace(params, prepare=dataclasses.replace(
         params.prepare, doc_words=20, test_docs=2, probe_docs=2, speech_docs=4, mmsu_per_category=1,
-        web_corpus=None, text_mix_corpus=None))
+        family_items=1, agreement_per_form=1, world_people=4, world_demonstrated=1, web_corpus=None,
+        text_mix_corpus=None))
 
 
 def standin_params(params: Params, models: dict[str, str]) -> Params:
@@ -142,6 +143,8 @@ def standin_params(params: Params, models: dict[str, str]) -> Params:
                 log_every=1, checkpoint_every=2, kl_chunk=64),
         measure=r(params.measure, layouts=1, batch_size=2),
         evaluate=r(params.evaluate, tasks=("storycloze",), items=1, shots=0, second_voice=second, asr_model=None),
+        phones=r(params.phones, docs=4, heldout_docs=1, epochs=1),
+        active=r(params.active, category_tasks=None),
     )
 
 
@@ -150,6 +153,7 @@ def check_profile(profile: str | Path, work: str | Path, raw: str | Path = "data
     from salad.stages.encode import encode
     from salad.stages.evaluate import evaluate
     from salad.stages.measure import measure
+    from salad.stages.phones import train_phones
     from salad.stages.prepare import prepare
     from salad.stages.synthesize import synthesize
     from salad.stages.teacher import train_teacher
@@ -194,7 +198,11 @@ def check_profile(profile: str | Path, work: str | Path, raw: str | Path = "data
     teacher, speech, features, student = work / "teacher", work / "speech", work / "features", work / "student"
     stage("teacher", lambda: train_teacher(p, prepared, teacher, work / "live" / "teacher", work / "teacher.json"))
     stage("synthesize", lambda: _summary(synthesize(p, prepared, root, speech)))
-    stage("encode", lambda: _summary(encode(p.encode, speech, features)))
+    phones = work / "phones" if p.encode.encoder == "phones" else None
+    if phones is not None:
+        stage("phones", lambda: _summary(train_phones(p, prepared, phones, work / "live" / "phones",
+                                                      work / "phones.json")))
+    stage("encode", lambda: _summary(encode(p.encode, speech, phones, features)))
     stage("train", lambda: _summary(train(p, teacher, prepared, speech, features, student, work / "live" / "train",
                                           work / "train.json", work / "checkpoints")))
     stage("measure", lambda: _summary(measure(p, teacher, student, speech, features, work / "measure.json")))

@@ -101,10 +101,15 @@ def _training_runs(params: Params) -> dict[str, float]:
     return {"stage1": stage1, "grid": grid, "stage2": stage2}
 
 
+PHONES_DIM = 296
+"""Feature width of the phone encoder: 4 sub-frames x its inventory, 74 phones in the default world (it is known only
+once the `phones` stage has trained it)."""
+
 def estimate(params: Params, rates: Rates = Rates()) -> dict:
     """The dry run's accounting for `params` under `rates`: audio hours, disk bytes, GPU-hours, wall hours."""
     r = rates
-    feature_dim = MIMI_DIM if params.encode.encoder == "mimi" else params.encode.n_mels
+    feature_dim = {"mimi": MIMI_DIM, "logmel": 4 * params.encode.n_mels,
+                   "phones": PHONES_DIM}[params.encode.encoder]
     seconds_per_token = r.chars_per_token * params.evaluate.speech_frames_per_char / FRAME_RATE
     hours = {
         "natural_speech": r.natural_speech_hours,

@@ -71,7 +71,7 @@ from scipy.signal import resample_poly
 if TYPE_CHECKING:
     from salad.config import SynthesizeConfig
 
-__all__ = ["WordTime", "Speech", "EspeakTTS", "check_text", "is_latin_or_digit", "word_weight", "MIN_WORD_SECONDS"]
+__all__ = ["WordTime", "PhonemeTime", "Speech", "EspeakTTS", "check_text", "is_latin_or_digit", "word_weight", "MIN_WORD_SECONDS"]
 
 ESPEAK_SAMPLE_RATE = 22050
 
@@ -86,6 +86,8 @@ _EV_LIST_TERMINATED = 0
 _EV_WORD = 1
 _EV_END = 5
 _EV_MSG_TERMINATED = 6
+_EV_PHONEME = 7
+_espeakINITIALIZE_PHONEME_EVENTS = 0x0001
 _RATE_MIN, _RATE_MAX = 80, 450  # espeakRATE_MINIMUM / _MAXIMUM: outside them espeak silently clamps
 
 # |amplitude| above which a 22.05 kHz int16 sample counts as sound when trimming pauses: espeak writes exact zeros
@@ -128,13 +130,24 @@ class WordTime:
     end: float
 
 
+@dataclass(frozen=True)
+class PhonemeTime:
+    """One phoneme espeak-ng spoke: its mnemonic (espeak's phoneme name, with stress marks, e.g. "'a", "@2", and
+    "_" / "_:" for pauses) and the time it starts, in seconds of the returned audio. It lasts until the next one."""
+
+    name: str
+    start: float
+
+
 @dataclass
 class Speech:
-    """Synthesized audio (float32 mono in [-1, 1]) and the time span of every speakable word."""
+    """Synthesized audio (float32 mono in [-1, 1]), the time span of every speakable word and, when asked for, the
+    phonemes in the order spoken."""
 
     audio: np.ndarray
     sample_rate: int
     words: list[WordTime] = field(default_factory=list)
+    phonemes: list[PhonemeTime] = field(default_factory=list)
 
     @property
     def duration(self) -> float:
@@ -155,6 +168,7 @@ class _Sink:
     def __init__(self) -> None:
         self.pcm: list[bytes] = []
         self.events: list[tuple[int, int, int, int]] = []  # (type, text_position, length, audio_position)
+        self.phonemes: list[tuple[int, str]] = []  # (audio_position, mnemonic): only with phoneme events on
         self.error: Optional[BaseException] = None
 
 
@@ -176,6 +190,8 @@ def _on_synth(wav, n_samples, events) -> int:  # called by espeak from inside es
                     break
                 if ev.type in (_EV_WORD, _EV_END, _EV_MSG_TERMINATED):
                     sink.events.append((ev.type, ev.text_position, ev.length, ev.audio_position))
+                elif ev.type == _EV_PHONEME:
+                    sink.phonemes.append((ev.audio_position, ev.id.string.decode("ascii", errors="replace")))
                 i += 1
         return 0
     except BaseException as e:  # an exception must not cross the C boundary; re-raised after espeak_Synth
@@ -221,9 +237,10 @@ def _data_path() -> bytes:
 class _Session:
     """A freshly loaded, initialised library with `voice` and `rate` set; unloaded on exit. Hold `_LOCK`."""
 
-    def __init__(self, voice: str, rate: int) -> None:
+    def __init__(self, voice: str, rate: int, phonemes: bool = False) -> None:
         self.voice = voice
         self.rate = rate
+        self.phonemes = phonemes
         self.lib: Optional[ctypes.CDLL] = None
 
     def __enter__(self) -> ctypes.CDLL:
@@ -246,7 +263,9 @@ class _Session:
             lib.espeak_Terminate.restype = ctypes.c_int
 
             # buflength 1000 ms: fewer Python callbacks than the 60 ms default; audio and events are unchanged.
-            rate_hz = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 1000, _data_path(), _espeakINITIALIZE_DONT_EXIT)
+            # Phoneme events (when asked for) only add events to the callback: the audio and word events are the same.
+            options = _espeakINITIALIZE_DONT_EXIT | (_espeakINITIALIZE_PHONEME_EVENTS if self.phonemes else 0)
+            rate_hz = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 1000, _data_path(), options)
             if rate_hz != ESPEAK_SAMPLE_RATE:
                 raise RuntimeError(f"espeak_Initialize returned {rate_hz}, expected sample rate {ESPEAK_SAMPLE_RATE} "
                                    f"(data path {_data_path().decode(errors='replace')})")
@@ -290,12 +309,13 @@ def _check_unloaded(path: str) -> None:
         raise RuntimeError("libespeak-ng stayed loaded after dlclose; synthesis would not be deterministic")
 
 
-def _synthesize_raw(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """int16 audio at 22.05 kHz and the WORD/END events of `text`, from a pristine library."""
+def _synthesize_raw(text: str, voice: str, rate: int, phonemes: bool = False) -> tuple[np.ndarray, _Sink]:
+    """int16 audio at 22.05 kHz and the sink holding the WORD/END (and PHONEME) events of `text`, from a pristine
+    library."""
     global _sink
     data = text.encode("utf-8")
     with _LOCK:
-        with _Session(voice, rate) as lib:
+        with _Session(voice, rate, phonemes) as lib:
             sink = _Sink()
             _sink = sink
             try:
@@ -307,7 +327,7 @@ def _synthesize_raw(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[
     if ret != _EE_OK:
         raise RuntimeError(f"espeak_Synth failed with code {ret}")
     pcm = np.frombuffer(b"".join(sink.pcm), dtype=np.int16)
-    return pcm, sink.events
+    return pcm, sink
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -458,17 +478,18 @@ class EspeakTTS:
     def __repr__(self) -> str:
         return f"EspeakTTS(voice={self.voice!r}, rate={self.rate}, sample_rate={self.sample_rate})"
 
-    def synthesize(self, text: str) -> Speech:
-        """Speak `text`; return its audio and one `WordTime` per speakable word (see the module docstring).
+    def synthesize(self, text: str, phonemes: bool = False) -> Speech:
+        """Speak `text`; return its audio and one `WordTime` per speakable word (see the module docstring), and with
+        `phonemes` every phoneme espeak-ng spoke with its start time (the audio and words are the same either way).
 
         Raises ValueError for text that is empty, has no word with a letter or digit, or has no Latin-script word.
         """
         words = check_text(text)
 
-        pcm, events = _synthesize_raw(_CONTROL_RE.sub(" ", text), self.voice, self.rate)
+        pcm, sink = _synthesize_raw(_CONTROL_RE.sub(" ", text), self.voice, self.rate, phonemes)
         if len(pcm) == 0:
             raise ValueError(f"espeak-ng produced no audio for the text {text[:80]!r}")
-        aligned = _align(text, pcm, events)
+        aligned = _align(text, pcm, sink.events)
 
         audio = pcm.astype(np.float32) / 32768.0
         if (self._up, self._down) != (1, 1):
@@ -482,4 +503,5 @@ class EspeakTTS:
             end = min(end, duration)
             start = min(start, math.nextafter(end, -math.inf))
             result.append(WordTime(word=m.group(), char_start=m.start(), char_end=m.end(), start=start, end=end))
-        return Speech(audio=audio, sample_rate=self.sample_rate, words=result)
+        spoken = [PhonemeTime(name, min(ms / 1000.0, duration)) for ms, name in sink.phonemes]
+        return Speech(audio=audio, sample_rate=self.sample_rate, words=result, phonemes=spoken)

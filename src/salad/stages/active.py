@@ -99,13 +99,13 @@ def cluster_stage(params: Params, embeddings: Path, out: Path, metrics_path: Pat
     return metrics
 
 
-def probes_stage(params: Params, clusters: Path, out: Path) -> dict:
+def probes_stage(params: Params, clusters: Path, phones: Path, out: Path) -> dict:
     """The probe documents spoken in the fixed voice (out/speech) and encoded (out/features)."""
     records = [{"id": r["id"], "text": r["text"]} for r in read_jsonl(Path(clusters) / "probes.jsonl")]
     syn, enc = params.synthesize, params.encode
     speech = synthesize_corpus(make_tts(syn), records, Path(out) / "speech", "probes", workers=syn.workers,
                                shard_docs=syn.shard_docs)
-    features = encode_corpus(make_encoder(enc), Path(out) / "speech", Path(out) / "features", "probes",
+    features = encode_corpus(make_encoder(enc, phones), Path(out) / "speech", Path(out) / "features", "probes",
                              workers=enc.workers, shard_docs=enc.shard_docs)
     return {"speech": speech, "features": features}
 
@@ -136,7 +136,7 @@ def misalignment_stage(params: Params, teacher_dir: Path, model_dir: Path, clust
 
 
 def select_stage(params: Params, gamma: float, embeddings: Path, clusters: Path, misalignment: Path, probes: Path,
-                 speech: Path, out: Path, metrics_path: Path) -> dict:
+                 speech: Path, phones: Path, out: Path, metrics_path: Path) -> dict:
     """D_active of every budget for one gamma: out/speech and out/features hold the synthesized draw order,
     out/selection.json the order with real durations and each budget's prefix length."""
     cfg = params.active
@@ -160,7 +160,7 @@ def select_stage(params: Params, gamma: float, embeddings: Path, clusters: Path,
     records = [{"id": pool[i]["id"], "text": pool[i]["text"]} for i in order]
     synthesize_corpus(make_tts(syn), records, Path(out) / "speech", f"D_active γ={gamma}", workers=syn.workers,
                       shard_docs=syn.shard_docs)
-    encode_corpus(make_encoder(enc), Path(out) / "speech", Path(out) / "features", f"D_active γ={gamma}",
+    encode_corpus(make_encoder(enc, phones), Path(out) / "speech", Path(out) / "features", f"D_active γ={gamma}",
                   workers=enc.workers, shard_docs=enc.shard_docs)
     real = audio_seconds(Path(out) / "speech")
     spoken = [(int(i), pool[i]["id"], real[pool[i]["id"]]) for i in order if pool[i]["id"] in real]  # TTS skips

@@ -25,10 +25,11 @@ in the second voice) are encoded when they were made."""
 OPTIONAL = ("broad", "eval_voice2")
 
 
-def encode(cfg: EncodeConfig, speech: Path, out: Path, natural: Path | None = None) -> dict:
+def encode(cfg: EncodeConfig, speech: Path, phones: Path, out: Path, natural: Path | None = None) -> dict:
     """Encode the synthesized corpora under `speech` (speech, test, eval, and broad and eval_voice2 when present)
-    and, when given, the natural speech store."""
-    encoder = make_encoder(cfg)
+    and, when given, the natural speech store, with the encoder `cfg` names (`phones`: the trained phone classifier,
+    read when that is the encoder)."""
+    encoder = make_encoder(cfg, phones)
     corpora = {name: Path(speech) / name for name in SYNTHESIZED}
     for name in OPTIONAL:
         if (Path(speech) / name / "index.jsonl").exists():

@@ -107,7 +107,7 @@ def evaluate_cell(params: Params, alpha: float, data: str, teacher_dir: Path, mo
     _check_data(params, data)
     torch.manual_seed(params.seed)
     tokenizer = load_tokenizer(teacher_dir)
-    items = first_items(eval_items(params, root), params.grid.eval_items)
+    items = first_items(eval_items(params, root), params.grid.eval_items, params.grid.family_items)
     feat_by_id = FeatureReader(features / "eval")
     results, records = {}, {}
     for budget, path in cell_models(params, model_dir).items():

@@ -17,10 +17,17 @@ Outputs (under `out`, written as one directory that appears whole or not at all)
 | `pretrain.jsonl` | `{id, text}`                | teacher pretraining text: all of web + chunks of the other books |
 | `mmsu.jsonl`     | `{id, category, question, options, label}` | the MMSU-like benchmark |
 | `text_mix.jsonl` | `{id, text}`                | only with `prepare.text_mix_corpus`: the text-only batches of training (paper: SmolLM corpus) |
+| `family/<task>.jsonl` | `{id, context, choices, label}` or `{id, question, options, label}` | the miniature task family (below) |
 | `stats.json`     | counts, words, characters per split; estimated speech hours | |
 
 The splits themselves (chunking, the recipe, the MMSU-like set) are salad.data.splits; this module reads the raw
 files, checks them, and writes the splits and their statistics.
+
+The miniature task family (the tasks the miniature teacher can do; salad.evaluation.tasks registers them) is built
+here from text no model trains on: next-word choice on held-out broad chunks (the chunks of test and probe documents
+that the splits leave out) and on the speech books' chunks outside D_speech, agreement pairs on both
+(salad.data.family), and closed-book questions about a seeded fictional world whose statements are woven into the
+pretraining text at `prepare.world_fraction` of its characters (salad.data.world).
 
 At paper scale the broad documents are a fetched corpus (`prepare.web_corpus`: FineWeb-Edu parts written by
 `salad fetch`) instead of the shipped file; they are held in memory, as the shipped file is.
@@ -32,8 +39,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from salad.config import Params
-from salad.data.splits import (WORDS_PER_MINUTE, PrepareError, build_mmsu, check_text_records, split_books,
+from salad.data.family import AGREEMENT_PAIRS, agreement_items, frequency_bands, next_word_items
+from salad.data.splits import (WORDS_PER_MINUTE, PrepareError, build_mmsu, check_text_records, named_rng, split_books,
                                split_broad, split_stats, text_mix_chunks)
+from salad.data.world import make_people, world_documents, world_items
 from salad.storage.atomic import atomic_dir, read_jsonl, write_json, write_jsonl
 
 __all__ = ["prepare"]
@@ -60,6 +69,40 @@ def _read_corpus(folder: Path, kind: str) -> list[dict]:
     return records
 
 
+def build_family(pretrain: list[dict], broad_rest: list[dict], book_rest: list[dict], cfg, seed: int
+                 ) -> tuple[list[dict], dict[str, list[dict]], dict]:
+    """The pretraining records with the world text woven in, the family's records per task, and their counts."""
+    people = make_people(cfg.world_people, cfg.world_demonstrated, named_rng(seed, "world", "people"))
+    chars = sum(len(r["text"]) for r in pretrain)
+    world = world_documents(people, round(cfg.world_fraction / (1 - cfg.world_fraction) * chars),
+                            named_rng(seed, "world", "documents")) if cfg.world_fraction > 0 else []
+    world_chars = sum(len(r["text"]) for r in world)
+    woven = pretrain + world
+    woven = [woven[j] for j in named_rng(seed, "world", "weave").permutation(len(woven)).tolist()]
+    band = frequency_bands([r["text"] for r in woven])  # the words as often as the teacher reads them
+    family = {
+        "next_word_broad": next_word_items(broad_rest, band, cfg.family_items, named_rng(seed, "family", "broad"),
+                                           "broad"),
+        "next_word_book": next_word_items(book_rest, band, cfg.family_items, named_rng(seed, "family", "book"), "book"),
+        "agreement": agreement_items(broad_rest + book_rest, cfg.agreement_per_form, named_rng(seed, "family", "agree"),
+                                     "agree"),
+        "world_qa": world_items(people, named_rng(seed, "world", "items")),
+    }
+    for name, key, wanted in (("next_word_broad", "family_items", cfg.family_items),
+                              ("next_word_book", "family_items", cfg.family_items),
+                              ("agreement", "agreement_per_form", cfg.agreement_per_form * len(AGREEMENT_PAIRS))):
+        if len(family[name]) < wanted:
+            raise PrepareError(f"prepare: the held-out text gives only {len(family[name])} items of the family task "
+                               f"{name!r}, {wanted} requested (prepare.{key})")
+    info = {"items": {name: len(records) for name, records in family.items()},
+            "held_out_chunks": {"broad": len(broad_rest), "book": len(book_rest)},
+            "world": {"people": len(people), "demonstrated": cfg.world_demonstrated, "documents": len(world),
+                      "chars": world_chars,
+                      "fraction": world_chars / max(1, chars + world_chars)},
+            "band_words": len(band)}
+    return woven, family, info
+
+
 def prepare(params: Params, raw: Path, out: Path) -> dict:
     """Write the deterministic splits of `raw` into `out` (data/prepared in dvc.yaml); return the statistics."""
     cfg, seed = params.prepare, params.seed
@@ -75,7 +118,8 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
     mmlu = _read(mmlu_path)
 
     splits, broad_info = split_broad(broad, cfg, seed)
-    speech, pretrain, book_info = split_books(books, splits["web"], cfg, seed, books_path)
+    speech, pretrain, speech_rest, book_info = split_books(books, splits["web"], cfg, seed, books_path)
+    pretrain, family, family_info = build_family(pretrain, splits.pop("heldout_rest"), speech_rest, cfg, seed)
     mmsu = build_mmsu(mmlu, cfg, seed, mmlu_path)
     text_mix = None
     if cfg.text_mix_corpus:
@@ -99,6 +143,7 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
     stats["mmsu"] = {"records": len(mmsu), "per_category": per_category, "label_counts": label_counts,
                      "options": cfg.mmsu_options}
     stats["broad"] = broad_info
+    stats["family"] = family_info
     if text_mix is not None:
         stats["text_mix"] = split_stats(text_mix)
     stats["seed"] = seed
@@ -112,6 +157,9 @@ def prepare(params: Params, raw: Path, out: Path) -> dict:
         write_jsonl(tmp / "speech.jsonl", speech)
         write_jsonl(tmp / "pretrain.jsonl", pretrain)
         write_jsonl(tmp / "mmsu.jsonl", mmsu)
+        (tmp / "family").mkdir()
+        for name, records in family.items():
+            write_jsonl(tmp / "family" / f"{name}.jsonl", records)
         if text_mix is not None:
             write_jsonl(tmp / "text_mix.jsonl", text_mix)
         write_json(tmp / "stats.json", stats)

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from salad.config import Params, checked_stage2_cell_name, stage2_cell_name
 from salad.data.documents import FeatureReader, TextDocs, load_aligned, text_mix_file
-from salad.evaluation.benchmarks import HEADLINE, eval_items, first_items, score_items, summarize
+from salad.evaluation.benchmarks import HEADLINE, category_tasks, eval_items, first_items, score_items, summarize
 from salad.evaluation.measures import measure_model
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM, load_student
 from salad.model.teacher import load_teacher, load_tokenizer
@@ -157,7 +157,7 @@ def evaluate_cell(params: Params, gamma: float, budget: float, teacher_dir: Path
     checked_stage2_cell_name(params, gamma, budget)
     torch.manual_seed(params.seed)
     tokenizer = load_tokenizer(teacher_dir)
-    items = first_items(eval_items(params, root), params.active.eval_items)
+    items = first_items(eval_items(params, root), params.active.eval_items, params.active.family_items)
     model = load_student(model_dir, teacher_dir).eval()
     records = score_items(items, tokenizer, [("student", "text", model.lm), ("student", "speech", model)],
                           FeatureReader(Path(features) / "eval"), desc=f"evaluate Stage II γ={gamma} {budget}")
@@ -168,25 +168,26 @@ def evaluate_cell(params: Params, gamma: float, budget: float, teacher_dir: Path
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# stage2-mmsu: Figure 7's paired test needs the active model on every MMSU item (salad.analysis.category_gains)
+# stage2-categories: Figure 7's paired test needs the active model on every item of its tasks
+# (salad.analysis.category_gains)
 
 
 @torch.no_grad()
-def mmsu_stage(params: Params, teacher_dir: Path, model_dir: Path, root: Path, features: Path, out: Path,
-               metrics_path: Path) -> dict:
-    """The active Stage II model on every MMSU item of `evaluate`, in speech mode and every format."""
+def category_stage(params: Params, teacher_dir: Path, model_dir: Path, root: Path, features: Path, out: Path,
+                   metrics_path: Path) -> dict:
+    """The active Stage II model on every item `evaluate` scores of `active.category_tasks`, in speech mode and every
+    format."""
     expected = stage2_cell_name(params.active.gamma, params.active.budget)
     if Path(model_dir).parent.name != expected:
         raise ValueError(f"{model_dir} is not the Stage II model of γ = active.gamma, budget = active.budget "
                          f"(expected data/stage2/{expected}/model)")
     torch.manual_seed(params.seed)
     tokenizer = load_tokenizer(teacher_dir)
-    items = [it for it in eval_items(params, root) if it[1].task == "mmsu"]
-    if not items:
-        raise ValueError("the evaluate stage scores no MMSU items (evaluate.tasks has no mmsu)")
+    tasks = category_tasks(params)  # params validation made sure evaluate scores them
+    items = [it for it in eval_items(params, root) if it[1].task in tasks]
     model = load_student(model_dir, teacher_dir).eval()
     records = score_items(items, tokenizer, [("student", "speech", model)], FeatureReader(Path(features) / "eval"),
-                          desc=f"MMSU, Stage II γ={params.active.gamma} {params.active.budget}")["student"]
+                          desc=f"Figure 7 tasks, Stage II γ={params.active.gamma} {params.active.budget}")["student"]
     write_jsonl(out, records)
     metrics = {"gamma": params.active.gamma, "budget": params.active.budget, "headline": HEADLINE,
                "results": summarize(records)}

@@ -16,7 +16,8 @@ What the encode stage (salad.speech.encoding) relies on besides the call:
 - the module that defines the encoder's class is hashed into the same fingerprint
   (`code_digest(..., backend=encoder)`), so an encoder lives in one module of its own;
 - it pickles: the encode stage hands it to worker processes (a heavy encoder pickles as its settings and reloads);
-- `from_config(cfg)`: the encoder `EncodeConfig` describes.
+- `from_config(cfg, trained)`: the encoder `EncodeConfig` describes; `trained` is the folder of an encoder the pipeline
+  trains itself (the phone classifier, stage `phones`), None for the others.
 
 Adding an encoder is one module here and one line of `ENCODERS` (plus its settings in salad.config.EncodeConfig).
 This package stays light (numpy only): backends are imported when `make_encoder` builds one, so that e.g. the log-mel
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -79,7 +81,7 @@ class Encoder(Protocol):
     """The only sample rate it accepts (Hz)."""
 
     @classmethod
-    def from_config(cls, cfg: EncodeConfig) -> Encoder: ...
+    def from_config(cls, cfg: EncodeConfig, trained: Path | None = None) -> Encoder: ...
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """float32 [n_frames(len(audio) / sample_rate), dim] features of mono float `audio`."""
@@ -93,13 +95,15 @@ class Encoder(Protocol):
 ENCODERS: dict[str, str] = {
     "logmel": "salad.speech.encoders.logmel:LogMelEncoder",  # weight-free, the offline world's default
     "mimi": "salad.speech.encoders.mimi:MimiEncoder",  # the paper's encoder (moshi, local weights)
+    "phones": "salad.speech.encoders.phones:PhoneEncoder",  # a phone classifier trained by the pipeline (stage phones)
 }
 """`encode.encoder` name → "module:class" of its encoder, imported only when it is built."""
 
 
-def make_encoder(cfg: EncodeConfig) -> Encoder:
-    """The frozen encoder `cfg` names, built from its settings; only that encoder's module is imported."""
+def make_encoder(cfg: EncodeConfig, trained: Path | None = None) -> Encoder:
+    """The frozen encoder `cfg` names, built from its settings (and, for an encoder the pipeline trains, from the
+    folder `trained`); only that encoder's module is imported."""
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {cfg.encoder!r}; known: {sorted(ENCODERS)}")
     module, name = ENCODERS[cfg.encoder].split(":")
-    return getattr(importlib.import_module(module), name).from_config(cfg)
+    return getattr(importlib.import_module(module), name).from_config(cfg, trained)

@@ -27,6 +27,7 @@ assumes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,7 +93,7 @@ class LogMelEncoder:
                         / float(np.sum(self.window.astype(np.float64) ** 2))).astype(np.float32)
 
     @classmethod
-    def from_config(cls, cfg: EncodeConfig) -> LogMelEncoder:
+    def from_config(cls, cfg: EncodeConfig, trained: Path | None = None) -> LogMelEncoder:
         return cls(n_mels=cfg.n_mels)
 
     def __repr__(self) -> str:

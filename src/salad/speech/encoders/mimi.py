@@ -94,7 +94,7 @@ class MimiEncoder:
         self._size, self._digest = weights.stat().st_size, weights_digest(weights)
 
     @classmethod
-    def from_config(cls, cfg: EncodeConfig) -> MimiEncoder:
+    def from_config(cls, cfg: EncodeConfig, trained: Path | None = None) -> MimiEncoder:
         return cls(cfg.mimi_weights, num_codebooks=cfg.mimi_codebooks, batch_size=cfg.mimi_batch_size)
 
     def __repr__(self) -> str:
