@@ -147,12 +147,12 @@ class PrepareConfig:
     one per held-out document (salad.data.family)."""
     agreement_per_form: int = 67
     """Items of the agreement task per form (is, are, was, were, has, have): balanced, so a prior scores chance."""
-    world_people: int = 400
+    world_people: int = 120
     """People of the seeded fictional world (salad.data.world) whose facts the teacher reads in pretraining."""
-    world_demonstrated: int = 100
+    world_demonstrated: int = 20
     """Of them, the people whose facts pretraining also shows as question-answer pairs (never evaluated); the other
     world_people - world_demonstrated give each world task its items."""
-    world_fraction: float = 0.1
+    world_fraction: float = 0.2
     """Share of the pretraining characters that is world text (statements and question-answer blocks); 0: no world
     text (the world tasks then measure guessing)."""
 
