@@ -98,16 +98,18 @@ stage2 = stage2_results(params, root / "metrics", stage1_records, root / "data" 
 save_table(stage2, "stage2", reports,
            caption=f"Stage I and every Stage II model ({len(params.active.gammas)} γ × {len(params.active.budgets)} "
                    f"budgets, {params.active.tokens} positions each); budgets are fractions of D_speech's audio; "
-                   f"accuracies ({evaluate['headline']}) on the first {params.active.eval_items} items of each task "
-                   f"and format.")
+                   f"accuracies ({evaluate['headline']}) on the first {params.active.family_items} items of each "
+                   f"family task (the headline columns) and the first {params.active.eval_items} of each paper "
+                   f"benchmark and format (the `_benchmarks` columns).")
 per_task = stage2_per_task(params, stage1_records, root / "data" / "stage2",
                              [(0.0, params.active.budget), (params.active.gamma, params.active.budget)])
 table4 = paper_tables.table4(per_task, uniform, active)
 save_table(table4, "table4_uniform_vs_active", reports,
            caption=f"Table 4: speech accuracy (%) per task of Stage I and of Stage II with uniform (γ = 0) and active "
                    f"(γ = {params.active.gamma:g}) selection at a budget of {params.active.budget:g} of D_speech's "
-                   f"audio, first {params.active.eval_items} items per task and format, beside the paper's SALAD-3B "
-                   f"(budget 1%, γ = 5; its average is our mean of its six cells).")
+                   f"audio (the first {params.active.family_items} items of each family task, the first "
+                   f"{params.active.eval_items} of each paper benchmark and format), beside the paper's SALAD-3B "
+                   f"(budget 1%, γ = 5; its average, the mean of its six cells, beside our benchmarks' average).")
 
 stage1_row = stage2[stage2["stage"] == "I"].iloc[0]
 cells = stage2[stage2["stage"] == "II"]
