@@ -92,8 +92,9 @@ ev = metrics["evaluate"]
 systems = sorted(((model, mode) for model, modes in ev["best"].items() for mode in modes),
                  key=lambda s: (s != ("teacher", "text"), s))  # the reference first
 gap_of = {tuple(g["system"].split("/")): (name, g) for name, g in ev["gaps"].items()}
-# the headline "average" (the family's, where evaluated) and each task group's average
-averages = {"average": None, **{f"{group} average": group for group in ev["best"]["teacher"]["text"]["averages"]}}
+# the headline "average" (the family's, where evaluated) and each evaluated task group's average
+row_of = {group: row for row, group in paper_tables.AVERAGE_ROWS.items()}
+averages = {row_of[group]: group for group in (None, *ev["best"]["teacher"]["text"]["averages"])}
 gap_rows = []
 for task in [*ev["best"]["teacher"]["text"]["tasks"], *averages]:
     row = {"task": task, "shots": ev["shots"].get(task, "")}

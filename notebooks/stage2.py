@@ -37,8 +37,8 @@ from salad.config import load_params, stage2_cell_name
 from salad.analysis.report import save_figure, save_metrics, save_table
 from salad.analysis.category_gains import category_gains, item_categories
 from salad.analysis import figures
-from salad.analysis.results import (AVERAGE_ROWS, best_format_detail, binomial_se, checkpoint_positions,
-                                    stage2_per_task, stage2_results)
+from salad.analysis.results import (best_format_detail, binomial_se, checkpoint_positions, stage2_per_task,
+                                    stage2_results)
 from salad.evaluation.benchmarks import category_tasks, headline_tasks, summarize
 from salad.storage.atomic import read_jsonl
 
@@ -176,7 +176,7 @@ stage1_positions = json.loads((root / "metrics" / "train.json").read_text())["po
 pre_decay = checkpoint_positions(root / "data" / "models" / "student" / "pre_decay.pt")
 seen = {column: pre_decay + json.loads((root / "metrics" / "stage2" / column / "train.json").read_text())["positions"]
         for column in (uniform, active)}
-tasks = headline_tasks([t for t in per_task["task"] if t not in AVERAGE_ROWS.values()])  # the family's, here
+tasks = headline_tasks([t for t in per_task["task"] if t not in paper_tables.AVERAGE_ROWS])  # the family's, here
 # each task's item count and chance level, from the active cell's records (every model here: the same items)
 items = best_format_detail(summarize(read_jsonl(root / "data" / "stage2" / active / "eval.jsonl")), "speech",
                            evaluate["headline"])

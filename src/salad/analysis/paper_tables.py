@@ -35,8 +35,15 @@ def _paper(table: str, row: str, column: str | None) -> float:
     return math.nan if value is None else float(value)
 
 
-AVERAGES = {"average": None, "family average": "family", "benchmarks average": "benchmarks"}
-"""Average row → its task group in the metrics' "averages" (None: the headline "average")."""
+AVERAGE_ROWS = {"average": None, "family average": "family", "benchmarks average": "benchmarks"}
+"""The average rows after the tasks (of these tables and of salad.analysis.results.best_accuracy) → their task group
+in the metrics' "averages" (None: the headline "average")."""
+
+
+def beside_paper_mean(row: str, family_evaluated: bool) -> bool:
+    """Whether an average row is over the paper's benchmarks, so that the paper's mean over its six sits beside it:
+    "benchmarks average", or the headline "average" where no family task was evaluated."""
+    return row == "benchmarks average" or (row == "average" and not family_evaluated)
 
 
 def _tasks(evaluate: dict) -> list[str]:
@@ -55,20 +62,15 @@ def _groups(evaluate: dict) -> dict:
 def _average_rows(evaluate: dict) -> list[str]:
     """"average", and each group's average when both groups were evaluated."""
     groups = _groups(evaluate)
-    return ["average", *(row for row, group in AVERAGES.items() if group in groups and len(groups) == 2)]
-
-
-def _paper_average(evaluate: dict, row: str) -> bool:
-    """Whether an average row is over the paper's benchmarks (so beside the paper's Avg.)."""
-    return row == "benchmarks average" or (row == "average" and "family" not in _groups(evaluate))
+    return ["average", *(row for row, group in AVERAGE_ROWS.items() if group in groups and len(groups) == 2)]
 
 
 def _ours(evaluate: dict, model: str, mode: str, gap: str | None, task: str) -> tuple[float, float]:
     """(accuracy %, gap in points) of one system for one task or average row."""
     best = evaluate["best"][model][mode]
     headline = evaluate["headline"]
-    if task in AVERAGES:
-        group = AVERAGES[task]
+    if task in AVERAGE_ROWS:
+        group = AVERAGE_ROWS[task]
         acc = best["average"] if group is None else best["averages"][group]
         g = math.nan if not gap else (evaluate["gaps"][gap]["average"] if group is None
                                       else evaluate["gaps"][gap]["averages"].get(group, math.nan))
@@ -86,8 +88,8 @@ def _rows(evaluate: dict, table: str, columns: list[tuple[str, str, str, str | N
     the paper's columns are "<prefix> Acc." and "<prefix> <gap_header>"."""
     rows = []
     for task in [*_tasks(evaluate), *_average_rows(evaluate)]:
-        if task in AVERAGES:
-            prefix = "Avg." if _paper_average(evaluate, task) else None
+        if task in AVERAGE_ROWS:
+            prefix = "Avg." if beside_paper_mean(task, "family" in _groups(evaluate)) else None
         else:
             prefix = column_of(task) if task in PAPER_COLUMNS else None
         row = {"task": task, "paper_task": prefix or ""}
@@ -132,12 +134,12 @@ def table4(per_task: pd.DataFrame, uniform: str, active: str) -> pd.DataFrame:
     `task`) and the average rows of salad.analysis.results.best_accuracy, with accuracy (0–1) columns
     "Stage I", `uniform` and `active` (salad.analysis.results.stage2_per_task)."""
     rows = []
-    family = any(t not in AVERAGES and get_task(t).family for t in per_task["task"])
+    family = any(t not in AVERAGE_ROWS and get_task(t).family for t in per_task["task"])
     for _, r in per_task.iterrows():
         column = PAPER_COLUMNS[r["task"]][1] if r["task"] in PAPER_COLUMNS else None
         paper = {name: _paper("Table 4", row, column) for name, row in (("uniform", "Uniform"),
                                                                           ("active", "Active Sel."))}
-        paper_mean = r["task"] == "benchmarks average" or (r["task"] == "average" and not family)
+        paper_mean = beside_paper_mean(r["task"], family)
         if paper_mean:
             paper = {name: float(sum(_paper("Table 4", row, PAPER_COLUMNS[t][1]) for t in PAPER_COLUMNS)
                                  / len(PAPER_COLUMNS)) for name, row in (("uniform", "Uniform"),

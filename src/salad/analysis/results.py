@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from salad.analysis.paper_tables import AVERAGE_ROWS
 from salad.config import Params, checked_stage2_cell_name, grid_cell_name, stage2_cell_name
 from salad.evaluation.benchmarks import (HEADLINE, best_format, best_format_accuracy, group_averages, headline_tasks,
                                          summarize, task_groups)
@@ -73,11 +74,6 @@ def accuracy_columns(results: dict) -> dict[str, float]:
     return columns
 
 
-AVERAGE_ROWS = {"average": "average", "family": "family average", "benchmarks": "benchmarks average"}
-"""The rows `best_accuracy` adds after the tasks: the headline average, and each task group's where both groups are
-present."""
-
-
 def best_accuracy(records: list[dict], mode: str, metric: str = HEADLINE) -> dict[str, float]:
     """Per task, the best prompt format's `metric` in `mode` over `records`; the headline mean over tasks
     ("average", over the family's tasks when any was scored) and, when the family and the paper benchmarks were both
@@ -85,11 +81,10 @@ def best_accuracy(records: list[dict], mode: str, metric: str = HEADLINE) -> dic
     tasks = best_format_accuracy(summarize(records), mode, metric)  # summarize orders the tasks
     if not tasks:
         raise ValueError(f"no record was scored in {mode} mode")
-    averages = group_averages(tasks)
-    rows = {AVERAGE_ROWS["average"]: averages.pop("average")}
-    if len(averages) == 2:
-        rows.update({AVERAGE_ROWS[group]: value for group, value in averages.items()})
-    return {**tasks, **rows}
+    averages = group_averages(tasks)  # "average" and each scored group's
+    both = len(averages) == 3
+    return {**tasks, **{row: averages[group or "average"] for row, group in AVERAGE_ROWS.items()
+                        if group is None or both}}
 
 
 def on_items(records: list[dict], like: list[dict]) -> list[dict]:
