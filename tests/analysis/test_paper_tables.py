@@ -23,18 +23,18 @@ TASKS = ["arc_challenge", "hellaswag", "mmsu", "obqa", "piqa", "storycloze"]
 def evaluate():
     """An evaluate.json-shaped dict: teacher text 0.5 everywhere, the student 0.1 lower in speech."""
     def best(acc):
-        tasks = {t: {"format": "continuation", "acc_norm": acc(t), "n": 10} for t in TASKS}
-        return {"tasks": tasks, "average": sum(v["acc_norm"] for v in tasks.values()) / len(TASKS)}
+        tasks = {t: {"format": "continuation", "accuracy": acc(t), "n": 10} for t in TASKS}
+        return {"tasks": tasks, "average": sum(v["accuracy"] for v in tasks.values()) / len(TASKS)}
 
     teacher = best(lambda t: 0.5)
     systems = {"speech": ("student", "speech", lambda t: 0.4), "text": ("student", "text", lambda t: 0.45),
                "cascade": ("cascade", "speech", lambda t: 0.5), "speech_voice2": ("student_voice2", "speech",
                                                                                  lambda t: 0.3 + 0.01 * TASKS.index(t))}
-    out = {"headline": "acc_norm", "best": {"teacher": {"text": teacher}}, "gaps": {}}
+    out = {"headline": "accuracy", "best": {"teacher": {"text": teacher}}, "gaps": {}}
     for name, (model, mode, acc) in systems.items():
         b = best(acc)
         out["best"].setdefault(model, {})[mode] = b
-        gaps = {t: 0.5 - b["tasks"][t]["acc_norm"] for t in TASKS}
+        gaps = {t: 0.5 - b["tasks"][t]["accuracy"] for t in TASKS}
         out["gaps"][name] = {"tasks": gaps, "average": sum(gaps.values()) / len(TASKS)}
     return out
 
@@ -59,9 +59,9 @@ def test_with_the_family_the_average_is_the_familys_and_the_benchmarks_sit_besid
                              ("cascade", "speech", {"obqa": 0.3, "piqa": 0.5, "world_qa": 0.9})):
         for task, a in acc.items():
             results.setdefault(model, {}).setdefault(task, {})["continuation"] = {
-                mode: {"acc_norm": a, "n": 10, "chance": 0.25}}
+                mode: {"accuracy": a, "n": 10, "chance": 0.25}}
     best = best_formats(results)
-    ev = {"headline": "acc_norm", "best": best, "gaps": benchmark_gaps(best)}
+    ev = {"headline": "accuracy", "best": best, "gaps": benchmark_gaps(best)}
     assert best["teacher"]["text"]["average"] == 0.9
     assert best["teacher"]["text"]["averages"] == {"family": 0.9, "benchmarks": 0.4}
     assert ev["gaps"]["speech"]["average"] == pytest.approx(0.4)
@@ -94,7 +94,7 @@ def test_table4_differences_and_the_papers_rows():
 
 
 def record(task, fmt, mode, id, acc):
-    return {"task": task, "format": fmt, "mode": mode, "id": id, "acc_norm": acc, "acc": acc, "acc_bytes": acc,
+    return {"task": task, "format": fmt, "mode": mode, "id": id, "accuracy": acc, "acc_norm": acc, "acc": acc, "acc_bytes": acc,
             "n_choices": 4}
 
 
@@ -150,7 +150,7 @@ def test_stage2_results_put_stage1_first_on_the_cells_items(tmp_path):
         records = [record("obqa", f, m, str(i), acc) for f in ("a", "b") for m in ("speech", "text") for i in (0, 1)]
         (cell / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (cell / "measure.json").write_text(json.dumps({"M": gamma, "M_se": 0.0, "F": 0.5}))
-        results = {"obqa": {f: {m: {"acc_norm": acc, "n": 2, "chance": 0.25} for m in ("speech", "text")}
+        results = {"obqa": {f: {m: {"accuracy": acc, "n": 2, "chance": 0.25} for m in ("speech", "text")}
                             for f in ("a", "b")}}
         (cell / "evaluate.json").write_text(json.dumps({"results": results}))
     table = stage2_results(params, tmp_path, tmp_path / "stage1.jsonl", tmp_path / "stage2")
@@ -184,7 +184,7 @@ def format_results(a, b, c):
     """Two tasks: one with two formats (the best of a and b counts; 10 items, 2 choices), one with one (c; 20 items,
     4 choices); text mode 1 − those."""
     def summary(x, n, chance):
-        return {"acc_norm": x, "n": n, "chance": chance}
+        return {"accuracy": x, "n": n, "chance": chance}
 
     return {"obqa": {"f1": {"speech": summary(a, 10, 0.5), "text": summary(1 - a, 10, 0.5)},
                    "f2": {"speech": summary(b, 10, 0.5), "text": summary(1 - b, 10, 0.5)}},
@@ -193,8 +193,8 @@ def format_results(a, b, c):
 
 def test_accuracy_columns_average_the_family_and_keep_the_benchmarks_beside():
     results = format_results(0.2, 0.3, 0.6)  # obqa (best 0.3 in speech) and piqa (0.6)
-    results["world_qa"] = {"continuation": {"speech": {"acc_norm": 0.9, "n": 100, "chance": 0.25},
-                                              "text": {"acc_norm": 1.0, "n": 100, "chance": 0.25}}}
+    results["world_qa"] = {"continuation": {"speech": {"accuracy": 0.9, "n": 100, "chance": 0.25},
+                                              "text": {"accuracy": 1.0, "n": 100, "chance": 0.25}}}
     columns = accuracy_columns(results)
     assert columns["speech_accuracy"] == 0.9 and columns["text_accuracy"] == 1.0 and columns["chance"] == 0.25
     assert columns["speech_accuracy_se"] == pytest.approx(np.sqrt(0.9 * 0.1 / 100))

@@ -50,8 +50,9 @@ def test_agreement_items_are_balanced_over_forms():
              "the plan was good and the plans were bad so it has a name and they have many more words here"]
     docs = [{"id": f"d{k}", "text": texts[k % 3]} for k in range(60)]
     items = agreement_items(docs, 3, np.random.default_rng(0), "agree")
-    forms = Counter(i["choices"][i["label"]] for i in items)
-    assert forms == {form: 3 for form in AGREEMENT_PAIRS}
+    forms = [i["choices"][i["label"]] for i in items]
+    assert Counter(forms) == {form: 3 for form in AGREEMENT_PAIRS}
+    assert forms[:6] == list(AGREEMENT_PAIRS)  # interleaved: the first 100 items of the grid are balanced too
     for item in items:
         gold = item["choices"][item["label"]]
         assert sorted(item["choices"]) == sorted([gold, AGREEMENT_PAIRS[gold]])
@@ -73,8 +74,9 @@ def test_the_world_states_every_fact_and_asks_only_demonstrated_people():
                 assert asked not in text
     assert any(qa_pair(p, ATTRIBUTES[a]) in text for p in people[:10] for a in ATTRIBUTES)
     items = world_items(people, np.random.default_rng(2))
-    assert len(items) == 3 * 30 and [i["id"] for i in items[60:62]] == ["city-10", "city-11"]
-    for item, person in zip(items[60:], people[10:]):
+    # one person's three questions after another's, so any prefix asks about every attribute alike
+    assert len(items) == 3 * 30 and [i["id"] for i in items[:4]] == ["work-10", "object-10", "city-10", "work-11"]
+    for item, person in zip(items[2::3], people[10:]):
         assert item["question"] == f"Where was {person.name} born?"
         assert item["options"][item["label"]] == person.facts["city"] and len(set(item["options"])) == 4
         assert set(item["options"]) <= set(ATTRIBUTES["city"].values)

@@ -92,10 +92,22 @@ def test_speech_frames_cover_exactly_their_words(tokenizer, seed):
     assert len(spans) == len(c.speech_spans)
     for (a, b), (pos, f0, f1) in zip(spans, c.speech_spans):
         s, e = doc.word_times[a, 0], doc.word_times[b, 1]
-        assert f0 == math.floor(s * FRAME_RATE) and f1 == math.ceil(e * FRAME_RATE)
-        assert f0 / FRAME_RATE <= s and f1 / FRAME_RATE >= e          # covers the words
-        assert (f0 + 1) / FRAME_RATE > s and (f1 - 1) / FRAME_RATE < e  # and no more
+        nxt = doc.word_times[b + 1, 0] if b + 1 < doc.n_words else 1e9  # the last word: no next one
+        assert f0 == math.floor(s * FRAME_RATE) and f1 == min(math.ceil(e * FRAME_RATE), math.floor(nxt * FRAME_RATE))
+        assert f0 / FRAME_RATE <= s and (f0 + 1) / FRAME_RATE > s  # from the frame holding the first word's start
+        assert f1 / FRAME_RATE <= nxt  # never a frame holding the next word's start (its onset is the target)
+        assert (f1 - 1) / FRAME_RATE < e  # and no frame after the words' end
+        # all of the words' audio up to the last frame boundary before the next word
+        assert f1 / FRAME_RATE >= e or f1 == math.floor(nxt * FRAME_RATE)
         assert np.all(c.input_ids[pos:pos + f1 - f0] < 0)
+
+
+def test_a_span_ends_before_the_frame_holding_the_next_words_onset():
+    # words end where the next begins (espeak-ng): 1.23 s lies inside frame 15 = [1.20, 1.28)
+    assert frame_range(0.50, 1.23, 100) == (6, 16)
+    assert frame_range(0.50, 1.23, 100, next_start_s=1.23) == (6, 15)
+    assert frame_range(0.50, 1.10, 100, next_start_s=1.40) == (6, 14)  # a pause: the words' own frames only
+    assert frame_range(0.50, 0.52, 100, next_start_s=0.52) == (6, 7)  # at least one frame
 
 
 def test_first_text_token_after_speech_is_predicted_from_last_frame(tokenizer):

@@ -19,6 +19,7 @@ from salad.evaluation.benchmarks import (
     score_items, score_text, speech_window, spoken_text, summarize, task_shots,
 )
 from salad.evaluation.cascade import Cascade, OracleTranscriber
+from salad.evaluation.scoring import accuracy_metrics
 from salad.evaluation.tasks import PAPER_TASKS, TASKS, Item, fewshot_prefix, load_items
 from salad.model.speech_lm import AdapterConfig, SpeechAdaptedLM
 from salad.model.teacher import load_teacher
@@ -193,7 +194,7 @@ def test_score_items_runs_text_speech_and_the_oracle_cascade(student, tokenizer,
     assert len(cascade.transcripts) == 2  # mc_letter and mc_option share their spoken context (and transcript)
     speech = records["student"]
     assert speech[2]["skipped"].startswith("context + longest continuation needs 60")  # 1 + 600 + ... > 512
-    assert all("acc_norm" in r for r in speech[:2])
+    assert all(r["accuracy"] == r["acc_norm"] for r in speech[:2])  # OBQA's convention
     summary = summarize(speech)
     assert summary["obqa"]["continuation"]["speech"]["skipped"] == 1
     assert summary["obqa"]["continuation"]["speech"]["n"] == 0
@@ -206,7 +207,9 @@ def test_score_items_runs_text_speech_and_the_oracle_cascade(student, tokenizer,
 # --- best formats and gaps -------------------------------------------------------------------------------------
 
 def summary(acc_norm, n=10):
-    return {"n": n, "skipped": 0, "acc": 0.0, "acc_norm": acc_norm, "acc_bytes": 0.0, "chance": 0.25}
+    """A paper benchmark's summary: its headline accuracy is acc_norm."""
+    return {"n": n, "skipped": 0, "acc": 0.0, "acc_norm": acc_norm, "acc_bytes": 0.0, "accuracy": acc_norm,
+            "chance": 0.25}
 
 
 RESULTS = {
@@ -223,7 +226,7 @@ RESULTS = {
 def test_best_format_per_model_mode_and_task():
     best = best_formats(RESULTS)
     teacher = best["teacher"]["text"]
-    assert teacher["tasks"]["obqa"] == {"format": "mc_letter", "acc_norm": 0.7, "n": 10}  # a tie: Table 6 order
+    assert teacher["tasks"]["obqa"] == {"format": "mc_letter", "accuracy": 0.7, "n": 10}  # a tie: Table 6 order
     assert teacher["average"] == pytest.approx((0.7 + 0.8) / 2)
     speech = best["student"]["speech"]["tasks"]
     assert speech["obqa"]["format"] == "mc_option"  # NaN (nothing scored) is passed over
@@ -249,7 +252,7 @@ def test_best_format_accuracy_is_per_task_in_results_order_and_averaged_like_bes
     for model, modes in best.items():
         for mode, summary_ in modes.items():
             per_task = best_format_accuracy(RESULTS[model], mode)
-            assert per_task == {t: e["acc_norm"] for t, e in summary_["tasks"].items()}
+            assert per_task == {t: e["accuracy"] for t, e in summary_["tasks"].items()}
             assert summary_["average"] == round(average_accuracy(per_task), 4)
 
 
@@ -296,3 +299,25 @@ def test_the_default_frames_per_char_bounds_real_espeak_speech(root):
     assert len(ratios) == 4 * 4  # obqa: 3 formats (1 shot at least, so no shared text), piqa: 1
     assert ratios.mean() <= p.evaluate.speech_frames_per_char
     assert ratios.max() <= 1.1 * p.evaluate.speech_frames_per_char
+
+
+# --- the scoring convention -------------------------------------------------------------------------------------
+
+def test_each_task_states_its_headline_metric_and_summaries_follow_it():
+    assert {TASKS[t].metric for t in PAPER_TASKS} == {"acc_norm"}  # the paper's normalized log-probability
+    assert {t.metric for t in TASKS.values() if t.family} == {"acc"}
+    # "a" wins by summed log-likelihood, "longer" by log-likelihood per character
+    records = [{"task": task, "format": "continuation", "mode": "text", "id": "1", "n_choices": 2,
+                **accuracy_metrics([-3.0, -4.0], ["a", "longer"], 0, TASKS[task].metric)}
+               for task in ("piqa", "agreement")]
+    summary = summarize(records)
+    assert summary["piqa"]["continuation"]["text"]["accuracy"] == 0.0  # acc_norm picked "longer"
+    assert summary["agreement"]["continuation"]["text"]["accuracy"] == 1.0  # acc picked "a"
+    assert best_formats({"m": summary})["m"]["text"]["tasks"]["agreement"]["accuracy"] == 1.0
+
+
+def test_a_task_with_an_unknown_metric_is_refused():
+    with pytest.raises(ValueError, match="metric must be one of"):
+        dataclasses.replace(TASKS["agreement"], metric="f1")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        accuracy_metrics([0.0, 1.0], ["a", "b"], 0, "f1")

@@ -134,10 +134,13 @@ def test_empty_context_uses_the_prefix():
 def test_accuracy_metrics_hand_computed():
     # scores / chars: -2/1 = -2.0 vs -6.5/13 = -0.5 -> acc picks 0, acc_norm picks 1.
     m = accuracy_metrics([-2.0, -6.5], ["A", "longer answer"], label=1)
-    assert m == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 1.0, "pred": 0, "pred_norm": 1, "pred_bytes": 1}
+    assert m == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 1.0, "pred": 0, "pred_norm": 1, "pred_bytes": 1,
+                 "accuracy": 1.0}  # the headline: acc_norm unless the task states another
+    assert accuracy_metrics([-2.0, -6.5], ["A", "longer answer"], label=1, metric="acc")["accuracy"] == 0.0
     # "éé": 2 chars, 4 bytes; "abc": 3 chars, 3 bytes. chars: -1.5 vs -1.33 -> 1; bytes: -0.75 vs -1.33 -> 0.
     m = accuracy_metrics([-3.0, -4.0], ["éé", "abc"], label=1)
-    assert m == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 0.0, "pred": 0, "pred_norm": 1, "pred_bytes": 0}
+    assert m == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 0.0, "pred": 0, "pred_norm": 1, "pred_bytes": 0,
+                 "accuracy": 1.0}
     m = accuracy_metrics([-1.0, -1.0, -5.0], ["x", "y", "z"], label=0)
     assert m["pred"] == 0 and m["acc"] == 1.0  # ties go to the first choice, as np.argmax
     with pytest.raises(ValueError):

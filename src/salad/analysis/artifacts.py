@@ -55,7 +55,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("misalignment_forgetting", "table", "stage1", (),
              "M (with its shuffled-speech controls) and F of the main run"),
     Artifact("benchmarks", "table", "stage1", (),
-             "every model, task, prompt format and mode: acc, acc_norm, acc_bytes"),
+             "every model, task, prompt format and mode: the headline accuracy, acc, acc_norm, acc_bytes"),
     Artifact("benchmark_gaps", "table", "stage1", ("Table 3", "Table 5", "Table 8"),
              "best format per model and task and the gaps to the teacher's text accuracy"),
     Artifact("table3_speech", "table", "stage1", ("Table 3",),

@@ -60,6 +60,7 @@ from salad.evaluation.benchmarks import (
     HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, summarize,
 )
 from salad.evaluation.scoring import ContextTooLong, accuracy_metrics, max_positions, score_continuations
+from salad.evaluation.tasks import get_task
 from salad.storage.store import ShardedStore
 from salad.speech.tts import Speech
 
@@ -635,7 +636,7 @@ def score_baseline(adapter: Adapter, name: str, items: list, speech_store: Shard
             records.append({
                 "task": item.task, "format": fmt, "mode": mode, "id": item.id, "label": item.label,
                 "n_choices": len(item.choices), "scores": [round(s, 5) for s in scores],
-                **accuracy_metrics(scores, item.choices, item.label),
+                **accuracy_metrics(scores, item.choices, item.label, get_task(item.task).metric),
             })
     return records
 

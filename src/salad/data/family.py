@@ -89,4 +89,10 @@ def agreement_items(docs: list[dict], n_per_form: int, rng: np.random.Generator,
                 break  # one item per document: the first usable form
         if all(len(v) == n_per_form for v in found.values()):
             break
-    return [item for form in AGREEMENT_PAIRS for item in found[form]]
+    return round_robin([found[form] for form in AGREEMENT_PAIRS])
+
+
+def round_robin(groups: list[list[dict]]) -> list[dict]:
+    """The groups' items interleaved (the first of each group, then the second of each, ...), so that every prefix
+    of the task, such as the first 100 items the grid and Stage II models are scored on, is balanced over them."""
+    return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]

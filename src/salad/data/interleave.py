@@ -4,8 +4,9 @@ A document has text, its token sequence w (w_0 is the document-start token) and,
 and a start/end time in the document's audio. We cut the document into spans of alternating modality — text spans of
 10–30 words, speech spans of 5–15 words, the first modality random — only at word starts that are also token starts,
 so every text span is exactly a run of whole tokens of w. A speech span of words a..b contributes encoder frames
-[floor(s_a·12.5), ceil(e_b·12.5)) (half-open: frame j covers [j/12.5, (j+1)/12.5), so this is the smallest run of
-frames covering the words' audio).
+[floor(s_a·12.5), min(ceil(e_b·12.5), floor(s_{b+1}·12.5))) (half-open: frame j covers [j/12.5, (j+1)/12.5)): the
+smallest run of frames covering the words' audio, but never a frame that holds the next word's start, whose onset
+would give away the token the span's last frame predicts.
 
 The position map: for position i of the interleaved sequence c whose NEXT element is text token w_k,
 `target[i] = k` and `teacher_pos[i] = k − 1`; every other position is ignored (−1). The first text token after a
@@ -113,10 +114,16 @@ def draw_layout(
     return spans
 
 
-def frame_range(start_s: float, end_s: float, n_frames: int) -> tuple[int, int]:
-    """Half-open range of 12.5 Hz frames covering [start_s, end_s], clipped to the available frames."""
+def frame_range(start_s: float, end_s: float, n_frames: int, next_start_s: float | None = None) -> tuple[int, int]:
+    """Half-open range of 12.5 Hz frames covering [start_s, end_s], clipped to the available frames and, when the
+    next word starts at `next_start_s`, ending before the frame that holds its first audio."""
     a = int(math.floor(start_s * FRAME_RATE))
     b = int(math.ceil(end_s * FRAME_RATE))
+    if next_start_s is not None:
+        # A word ends where the next begins, so the frame covering the span's end usually holds up to 80 ms of the
+        # next word: the onset of the very token the span's last frame predicts. A student trained on it learns
+        # to read that onset instead of the words, and a spoken context ends in silence, not in an onset.
+        b = min(b, int(math.floor(next_start_s * FRAME_RATE)))
     a, b = max(a, 0), min(b, n_frames)
     if a >= n_frames:
         raise ValueError(f"words at {start_s:.2f}-{end_s:.2f} s start after the audio's {n_frames} frames")
@@ -164,7 +171,8 @@ def interleave(doc: AlignedDoc, layout: list[tuple[str, int, int]], max_len: int
         else:
             if doc.features is None:
                 raise ValueError(f"document {doc.id}: a speech span needs features")
-            f0, f1 = frame_range(doc.word_times[a, 0], doc.word_times[b, 1], len(doc.features))
+            next_start = doc.word_times[b + 1, 0] if b + 1 < doc.n_words else None
+            f0, f1 = frame_range(doc.word_times[a, 0], doc.word_times[b, 1], len(doc.features), next_start)
             elements.extend(("s", f) for f in range(f0, f1))
     if max_len is not None:
         elements = elements[:max_len]

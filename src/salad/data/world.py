@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from salad.data.family import round_robin
+
 __all__ = ["ATTRIBUTES", "Person", "make_people", "world_documents", "world_items", "QUESTION_FORMAT"]
 
 _ONSETS = ["b", "br", "d", "dr", "f", "g", "gr", "h", "j", "k", "kl", "l", "m", "n", "p", "pr", "r", "s", "st", "t",
@@ -143,8 +145,9 @@ def world_documents(people: list[Person], target_chars: int, rng: np.random.Gene
 
 
 def world_items(people: list[Person], rng: np.random.Generator) -> list[dict]:
-    """The evaluation records {id, question, options, label}: every attribute of every stated-only person."""
-    return [record for attribute in ATTRIBUTES for record in _attribute_items(people, attribute, rng)]
+    """The evaluation records {id, question, options, label}: every attribute of every stated-only person, the
+    attributes interleaved (any prefix asks about all of them alike)."""
+    return round_robin([_attribute_items(people, attribute, rng) for attribute in ATTRIBUTES])
 
 
 def _attribute_items(people: list[Person], attribute: str, rng: np.random.Generator) -> list[dict]:

@@ -12,6 +12,8 @@ Conventions (so that text-mode numbers are comparable with lm-eval):
   score / len(choice.encode("utf-8")). The lengths are those of the choice string itself, without the " "
   delimiter, as lm-eval's ``completion_len = [len(c) for c in doc_to_choice(doc)]``. Ties go to the first index
   (np.argmax).
+- accuracy: the one of acc, acc_norm, acc_bytes that the item's task states as its scoring convention
+  (`salad.evaluation.tasks.Task.metric`), the headline every summary and table reads.
 - Instead of lm-eval's left truncation, a request that does not fit the model's positions raises
   `ContextTooLong`, so the caller skips and counts it rather than scoring a truncated context.
 """
@@ -153,9 +155,16 @@ def score_continuations_without_cache(model, embeds: torch.Tensor, continuations
     return scores
 
 
-def accuracy_metrics(scores: list[float], choices: list[str], label: int) -> dict:
+ACCURACIES = ("acc", "acc_norm", "acc_bytes")
+"""The accuracies every scored item carries; a task's `metric` names one of them."""
+
+
+def accuracy_metrics(scores: list[float], choices: list[str], label: int, metric: str = "acc_norm") -> dict:
     """acc, acc_norm (score / characters of the choice) and acc_bytes (score / UTF-8 bytes of the choice), each
-    with its predicted index; lengths exclude the " " delimiter, as lm-eval's acc_norm."""
+    with its predicted index (lengths exclude the " " delimiter, as lm-eval's acc_norm), and "accuracy": the one
+    named by `metric`, the item's task's scoring convention."""
+    if metric not in ACCURACIES:
+        raise ValueError(f"metric must be one of {ACCURACIES}, got {metric!r}")
     if len(scores) != len(choices) or not choices:
         raise ValueError(f"{len(scores)} scores for {len(choices)} choices")
     if not 0 <= label < len(choices):
@@ -166,6 +175,8 @@ def accuracy_metrics(scores: list[float], choices: list[str], label: int) -> dic
     if (chars == 0).any():
         raise ValueError("empty choice: acc_norm is undefined")
     pred, pred_norm, pred_bytes = int(np.argmax(s)), int(np.argmax(s / chars)), int(np.argmax(s / nbytes))
-    return {"acc": float(pred == label), "acc_norm": float(pred_norm == label),
-            "acc_bytes": float(pred_bytes == label), "pred": pred, "pred_norm": pred_norm,
-            "pred_bytes": pred_bytes}
+    out = {"acc": float(pred == label), "acc_norm": float(pred_norm == label),
+           "acc_bytes": float(pred_bytes == label), "pred": pred, "pred_norm": pred_norm,
+           "pred_bytes": pred_bytes}
+    out["accuracy"] = out[metric]
+    return out

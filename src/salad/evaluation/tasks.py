@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from salad.evaluation.scoring import ACCURACIES as METRICS
 from salad.storage.atomic import read_jsonl
 
 FORMATS = ("continuation", "mc_letter", "mc_option")
@@ -210,6 +211,15 @@ class Task:
     """Record fields that identify a record, first non-null wins; the line index if none is present."""
     family: bool = False
     """A task of the miniature family (built by `prepare`), not one of the paper's benchmarks."""
+    metric: str = "acc_norm"
+    """The task's scoring convention, the accuracy reported as its headline (`salad.evaluation.scoring`): acc_norm
+    for the paper's benchmarks (the paper scores "the normalized log probability of each answer"); acc for the
+    family, whose choices are single words or short fixed phrases: dividing a word's log-likelihood by its
+    characters rewards long words (next_word_broad, teacher text: 0.615 by acc, 0.487 by acc_norm)."""
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"task {self.name!r}: metric must be one of {METRICS}, got {self.metric!r}")
 
     def key(self, record: dict, index: int) -> str:
         for k in self.keys:
@@ -263,9 +273,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          FORMATS, 1, parse=_arc, keys=("source_index", "id")),
     Task("piqa", f"{_BENCH}/piqa_validation.jsonl.gz", None, ("continuation",), 5, parse=_piqa, keys=("idx",)),
     *(Task(name, f"data/prepared/family/{name}.jsonl", None, ("continuation",), 0, parse=_plain_choice,
-           layout="plain", keys=("id",), family=True) for name in ("next_word_broad", "next_word_book", "agreement")),
+           layout="plain", keys=("id",), family=True, metric="acc")
+      for name in ("next_word_broad", "next_word_book", "agreement")),
     Task("world_qa", "data/prepared/family/world_qa.jsonl", None, ("continuation",), 0, parse=_question, keys=("id",),
-         family=True),
+         family=True, metric="acc"),
 )}
 
 PAPER_TASKS = tuple(name for name, task in TASKS.items() if not task.family)

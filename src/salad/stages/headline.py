@@ -3,8 +3,8 @@
 Every other JSON under `metrics/` is an output that the reports read (per task, per format, per grid cell, per
 Stage II cell: thousands of numbers). An experiment table is for comparing runs at a glance, so dvc.yaml declares
 only this file as `metrics:`: M with its standard error, F, the headline average accuracies of the evaluate stage's
-best formats (its headline metric, acc_norm, averaged over the miniature family's tasks where they are evaluated,
-salad.evaluation.benchmarks.headline_tasks) and the two gaps of Tables 3 and 5, in points. Few enough columns for
+best formats (its headline metric, each task's scoring convention, averaged over the miniature family's tasks where
+they are evaluated, salad.evaluation.benchmarks.headline_tasks) and the two gaps of Tables 3 and 5, in points. Few enough columns for
 `dvc metrics show` in 120 columns.
 """
 
