@@ -346,7 +346,8 @@ def test_evaluate_baseline_writes_records_like_the_evaluate_stage(root, tmp_path
     assert {r["mode"] for r in records} == {"text", "speech"}
     for r in records:
         assert set(r) == {"task", "format", "mode", "id", "label", "n_choices", "scores", "acc", "acc_norm",
-                          "acc_bytes", "pred", "pred_norm", "pred_bytes"}
+                          "acc_bytes", "pred", "pred_norm", "pred_bytes", "accuracy"}
+        assert r["accuracy"] == r["acc_norm"]  # OBQA's scoring convention
         assert len(r["scores"]) == r["n_choices"] and all(math.isfinite(s) for s in r["scores"])
     assert read_json(metrics_path) == json.loads(json.dumps(metrics))
     assert metrics["paper_row"] == "Qwen2-Audio-7B" and metrics["gaps"] == {}  # no backbone records given
@@ -354,7 +355,7 @@ def test_evaluate_baseline_writes_records_like_the_evaluate_stage(root, tmp_path
 
     # with the backbone's text records as the reference: Table 3 and Table 5 gaps
     reference = tmp_path / "backbone.jsonl"
-    write_jsonl(reference, [{**r, "acc_norm": 1.0} for r in records if r["mode"] == "text"])
+    write_jsonl(reference, [{**r, "acc_norm": 1.0, "accuracy": 1.0} for r in records if r["mode"] == "text"])
     metrics = evaluate_baseline(params, "qwen2-audio-7b-instruct", qwen2_audio_dir, root, tmp_path / "speech", out,
                                 metrics_path, limit=1, device="cpu", reference=reference, modes=("text",))
     best = metrics["best"]["qwen2-audio-7b-instruct"]["text"]
