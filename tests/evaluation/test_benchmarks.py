@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from salad.config import Params, params_from_dict
-from salad.evaluation.benchmarks import (
+from salad.evaluation.benchmarks import (scored_record, skipped_record,
     GAPS, TEXT_BYTES_PER_TOKEN, average_accuracy, benchmark_gaps, best_format, best_format_accuracy, best_formats,
     context_id, contexts_of, eval_contexts, eval_items, eval_plan, estimated_speech_positions, first_items,
     score_items, score_text, speech_window, spoken_text, summarize, task_shots,
@@ -314,6 +314,22 @@ def test_each_task_states_its_headline_metric_and_summaries_follow_it():
     assert summary["piqa"]["continuation"]["text"]["accuracy"] == 0.0  # acc_norm picked "longer"
     assert summary["agreement"]["continuation"]["text"]["accuracy"] == 1.0  # acc picked "a"
     assert best_formats({"m": summary})["m"]["text"]["tasks"]["agreement"]["accuracy"] == 1.0
+
+
+def test_scored_records_carry_every_metric_and_old_records_still_summarize():
+    """One record builder for every evaluation; a per-item file written before tasks stated their metric (no
+    "accuracy" field, e.g. a baseline's --reference records) summarizes to the same headline."""
+    item = Item(task="agreement", format="continuation", id="a-1", context="The dogs", choices=["are", "is"],
+                label=0)
+    record = scored_record(item, "continuation", "speech", [-3.000004, -2.5])
+    # by summed log-likelihood "is" wins; per character (and byte) "are": agreement's headline is acc
+    assert record == {"task": "agreement", "format": "continuation", "mode": "speech", "id": "a-1", "label": 0,
+                      "n_choices": 2, "scores": [-3.0, -2.5], "acc": 0.0, "acc_norm": 1.0, "acc_bytes": 1.0,
+                      "pred": 1, "pred_norm": 0, "pred_bytes": 0, "accuracy": 0.0}
+    old = {k: v for k, v in record.items() if k != "accuracy"}
+    assert summarize([old]) == summarize([record])
+    skipped = skipped_record(item, "continuation", "speech", ValueError("too long"))
+    assert summarize([record, skipped])["agreement"]["continuation"]["speech"]["skipped"] == 1
 
 
 def test_a_task_with_an_unknown_metric_is_refused():

@@ -6,7 +6,7 @@ log-likelihood scoring of salad.evaluation.benchmarks. Here each of them is an a
 local folder (`from_pretrained(path, local_files_only=True)`, nothing is downloaded) and returns, for one item's
 context and choices, the log-likelihood of every choice's continuation: text mode gets the context as text, speech
 mode as the synthesized audio of the same spoken context that the student hears (salad.stages.synthesize's `eval`
-store). acc, acc_norm (characters) and acc_bytes (UTF-8 bytes) are then `salad.evaluation.scoring.accuracy_metrics`
+store). acc, acc_norm (characters) and acc_bytes (UTF-8 bytes) are then `salad.evaluation.benchmarks.scored_record`
 of those scores and the choice strings, exactly as for our own models.
 
 Prompt convention (paper Appendix A.4: "we adopt when needed each model's native chat template: the 'Answer:'
@@ -57,10 +57,10 @@ from salad.storage.atomic import read_jsonl, write_json, write_jsonl
 from salad.evaluation.cascade import WHISPER_REPO, Transcriber, chunk_bounds, make_transcriber, speech_of
 from salad.config import Params
 from salad.evaluation.benchmarks import (
-    HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, summarize,
+    HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, scored_record, skipped_record,
+    summarize,
 )
-from salad.evaluation.scoring import ContextTooLong, accuracy_metrics, max_positions, score_continuations
-from salad.evaluation.tasks import get_task
+from salad.evaluation.scoring import ContextTooLong, max_positions, score_continuations
 from salad.storage.store import ShardedStore
 from salad.speech.tts import Speech
 
@@ -631,13 +631,9 @@ def score_baseline(adapter: Adapter, name: str, items: list, speech_store: Shard
                     speech = speech_of(speech_store.record(cid), speech_store.array(cid))
                     scores = adapter.score_speech(speech, context, item.choices, context_id=cid)
             except ContextTooLong as e:
-                records.append({"task": item.task, "format": fmt, "mode": mode, "id": item.id, "skipped": str(e)})
+                records.append(skipped_record(item, fmt, mode, e))
                 continue
-            records.append({
-                "task": item.task, "format": fmt, "mode": mode, "id": item.id, "label": item.label,
-                "n_choices": len(item.choices), "scores": [round(s, 5) for s in scores],
-                **accuracy_metrics(scores, item.choices, item.label, get_task(item.task).metric),
-            })
+            records.append(scored_record(item, fmt, mode, scores))
     return records
 
 

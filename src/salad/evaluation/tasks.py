@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from salad.evaluation.scoring import ACCURACIES as METRICS
+from salad.evaluation.scoring import ACCURACIES
 from salad.storage.atomic import read_jsonl
 
 FORMATS = ("continuation", "mc_letter", "mc_option")
@@ -218,8 +218,8 @@ class Task:
     characters rewards long words (next_word_broad, teacher text: 0.615 by acc, 0.487 by acc_norm)."""
 
     def __post_init__(self):
-        if self.metric not in METRICS:
-            raise ValueError(f"task {self.name!r}: metric must be one of {METRICS}, got {self.metric!r}")
+        if self.metric not in ACCURACIES:
+            raise ValueError(f"task {self.name!r}: metric must be one of {ACCURACIES}, got {self.metric!r}")
 
     def key(self, record: dict, index: int) -> str:
         for k in self.keys:
