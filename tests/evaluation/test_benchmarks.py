@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from salad.config import Params, params_from_dict
-from salad.evaluation.benchmarks import (scored_record, skipped_record,
+from salad.evaluation.benchmarks import (
     GAPS, TEXT_BYTES_PER_TOKEN, average_accuracy, benchmark_gaps, best_format, best_format_accuracy, best_formats,
     context_id, contexts_of, eval_contexts, eval_items, eval_plan, estimated_speech_positions, first_items,
-    score_items, score_text, speech_window, spoken_text, summarize, task_shots,
+    score_items, score_text, scored_record, skipped_record, speech_window, spoken_text, summarize, task_shots,
 )
 from salad.evaluation.cascade import Cascade, OracleTranscriber
 from salad.evaluation.scoring import accuracy_metrics

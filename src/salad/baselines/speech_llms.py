@@ -57,8 +57,8 @@ from salad.storage.atomic import read_jsonl, write_json, write_jsonl
 from salad.evaluation.cascade import WHISPER_REPO, Transcriber, chunk_bounds, make_transcriber, speech_of
 from salad.config import Params
 from salad.evaluation.benchmarks import (
-    HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, scored_record, skipped_record,
-    summarize,
+    HEADLINE, benchmark_gaps, best_formats, context_id, eval_plan, first_items, score_text, scored_record,
+    skipped_record, summarize,
 )
 from salad.evaluation.scoring import ContextTooLong, max_positions, score_continuations
 from salad.storage.store import ShardedStore
